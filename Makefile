@@ -1,0 +1,32 @@
+# samlab: two commands to start.
+#   make lab    set up .venv (if needed) and open the notebooks in JupyterLab
+#   make test   set up .venv (if needed) and run the unit tests and every notebook (smoke size)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.samlab-installed
+PROFILE ?= cpu
+
+.PHONY: setup lab test test-fast reproduce bench clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests and notebooks at the smoke size (what CI runs).
+test: setup
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest
+
+# Unit tests only.
+test-fast: setup
+	SAMLAB_PROFILE=smoke $(BIN)/python -m pytest tests
+
+bench: setup
+	$(BIN)/python -m samlab.bench

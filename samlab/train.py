@@ -1,0 +1,288 @@
+"""The one training loop: ``fit(model, method, data, config) -> History``.
+
+Taught in notebook 00; every experiment of the course trains through it, on CPU or GPU
+unchanged.
+
+Per epoch it records, on the whole training set in eval mode: the accuracy on clean
+examples (``clean_fit``), the accuracy on noisy examples against their *observed* labels
+(``noisy_fit``, memorisation) and against their *true* labels (``noisy_true``), the mean
+losses of both groups, the test accuracy and loss, the last-layer weight norm
+(``head_norm``) and the mean penultimate feature norm (``feature_norm``), the learning
+rate and the wall time. Epoch 0 is the initial model.
+
+Reproducibility and resume: each epoch's shuffling, augmentation and dropout are seeded
+from ``(seed, epoch)``, so an epoch depends only on the weights it starts from. With
+``checkpoint=path`` the loop saves model, optimiser, scheduler, method state and history
+atomically after every epoch; calling ``fit`` again with the same arguments continues
+from the last saved epoch and ends with the same history as an uninterrupted run.
+A checkpoint written under a different configuration is refused with an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from samlab.augment import random_crop_flip
+from samlab.data import Dataset
+from samlab.losses import per_example_loss, predictions
+from samlab.methods.base import Method
+
+__all__ = ["SCHEDULES", "FitConfig", "History", "evaluate", "fit"]
+
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass
+class FitConfig:
+    """How to train. ``batch_size=None`` means full-batch gradient descent."""
+
+    epochs: int = 10
+    batch_size: int | None = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"  #: "constant", "cosine", or "step" (×0.1 at 50% and 75%)
+    seed: int = 0
+    augment: bool = False
+    eval_batch_size: int = 2048
+    checkpoint: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got epochs={self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (full batch), got batch_size={self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got lr={self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got momentum={self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got weight_decay={self.weight_decay}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got schedule={self.schedule!r}")
+
+    def lr_factor(self, epoch: int) -> float:
+        if self.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * epoch / max(1, self.epochs)))
+        if self.schedule == "step":
+            return 0.1 ** ((epoch >= 0.5 * self.epochs) + (epoch >= 0.75 * self.epochs))
+        return 1.0
+
+
+@dataclass
+class History:
+    """Per-epoch records (a list of dicts) plus the run's description."""
+
+    records: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def column(self, key: str) -> list[float]:
+        return [r[key] for r in self.records]
+
+    @property
+    def best_epoch(self) -> int:
+        acc = self.column("test_acc")
+        return int(self.records[max(range(len(acc)), key=acc.__getitem__)]["epoch"])
+
+    @property
+    def best_test_acc(self) -> float:
+        return max(self.column("test_acc"))
+
+    @property
+    def final_test_acc(self) -> float:
+        return self.records[-1]["test_acc"]
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "best_test_acc": self.best_test_acc,
+            "best_epoch": self.best_epoch,
+            "final_test_acc": self.final_test_acc,
+            "final_clean_fit": self.records[-1]["clean_fit"],
+            "final_noisy_fit": self.records[-1]["noisy_fit"],
+            "seconds_per_epoch": self.seconds_per_epoch,
+        }
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        train = [r["seconds"] for r in self.records if r["epoch"] > 0]
+        return sum(train) / len(train) if train else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "info": self.info}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(records=list(d["records"]), info=dict(d.get("info", {})))
+
+
+def _group_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(values[mask].float().mean()) if bool(mask.any()) else float("nan")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 2048) -> dict[str, float]:
+    """Accuracies, losses and norms of ``model`` on ``data`` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, feat_norms = [], []
+        for i in range(0, len(x), batch_size):
+            feats = model.features(x[i : i + batch_size])
+            out = model.head(feats)
+            logits.append(out.squeeze(-1) if out.shape[-1] == 1 else out)
+            feat_norms.append(torch.linalg.vector_norm(feats.float(), dim=1))
+        return torch.cat(logits).float(), torch.cat(feat_norms)
+
+    train_logits, feat_norms = run(data.x_train)
+    test_logits, _ = run(data.x_test)
+    model.train(was_training)
+    pred = predictions(train_logits)
+    loss = per_example_loss(train_logits, data.y_train)
+    clean, noisy = ~data.is_noisy, data.is_noisy
+    return {
+        "train_acc": float((pred == data.y_train).float().mean()),
+        "train_eval_loss": float(loss.mean()),
+        "clean_fit": _group_mean(pred == data.y_train, clean),
+        "noisy_fit": _group_mean(pred == data.y_train, noisy),
+        "noisy_true": _group_mean(pred == data.y_train_clean, noisy),
+        "clean_loss": _group_mean(loss, clean),
+        "noisy_loss": _group_mean(loss, noisy),
+        "test_acc": float((predictions(test_logits) == data.y_test).float().mean()),
+        "test_loss": float(per_example_loss(test_logits, data.y_test).mean()),
+        "head_norm": float(torch.linalg.vector_norm(model.head.weight.detach().float())),
+        "feature_norm": float(feat_norms.mean()),
+    }
+
+
+def _fingerprint(model: nn.Module, method: Method, data: Dataset, config: FitConfig) -> dict[str, Any]:
+    cfg = dataclasses.asdict(config)
+    for volatile in ("checkpoint", "progress", "eval_batch_size"):
+        cfg.pop(volatile)
+    return json.loads(
+        json.dumps(
+            {
+                "model": type(model).__name__,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "method": method.config(),
+                "data": data.describe(),
+                "config": cfg,
+            },
+            default=str,
+        )
+    )
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | None = None, **overrides: Any) -> History:
+    """Train ``model`` on ``data`` with ``method`` for ``config.epochs`` epochs.
+
+    The model and data must be on the same device. ``overrides`` replace fields of
+    ``config`` (``fit(model, method, data, epochs=5)``).
+    """
+    config = dataclasses.replace(config or FitConfig(), **overrides)
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a samlab.methods.Method (use samlab.methods.get), got {type(method).__name__}")
+    device = data.x_train.device
+    if next(model.parameters()).device != device:
+        raise ValueError(f"model is on {next(model.parameters()).device} but data is on {device}; move one of them")
+    if config.augment and data.x_train.ndim != 4:
+        raise ValueError("augment=True needs image data of shape (N, C, H, W)")
+
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)
+    fingerprint = _fingerprint(model, method, data, config)
+    history = History(info={"fingerprint": fingerprint, "device": str(device)})
+    start = 0
+    ckpt = Path(config.checkpoint) if config.checkpoint else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            diff = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+            raise ValueError(
+                f"checkpoint {ckpt} was written by a run with a different configuration "
+                f"(differs in: {', '.join(diff)}). Delete it or pass another checkpoint path."
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        method.load_state_dict(state["method"])
+        history = History.from_dict(state["history"])
+        start = int(state["epoch"])
+
+    n = len(data.y_train)
+    batch = n if config.batch_size is None else min(config.batch_size, n)
+    steps = max(1, n // batch)  # incomplete last batch dropped: every batch has `batch` examples
+
+    if start == 0 and not history.records:
+        history.records.append({"epoch": 0, "lr": config.lr, "train_loss": float("nan"), "seconds": 0.0, **evaluate(model, data, config.eval_batch_size)})
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start, config.epochs), desc=method.name, disable=not config.progress, leave=False, initial=start, total=config.epochs)
+    for epoch in bar:
+        seed = _epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=gen).to(device)
+        method.start_epoch(epoch, config.epochs)
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for s in range(steps):
+            idx = order[s * batch : (s + 1) * batch]
+            x = data.x_train[idx]
+            if config.augment:
+                x = random_crop_flip(x, generator=gen)
+            info = method.step(model, x, data.y_train[idx], optimizer)
+            loss_sum += info.losses.mean()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        scheduler.step()
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / steps, "seconds": seconds}
+        record.update(evaluate(model, data, config.eval_batch_size))
+        history.records.append(record)
+        bar.set_postfix(test=f"{record['test_acc']:.3f}", noisy_fit=f"{record['noisy_fit']:.2f}")
+        if ckpt is not None:
+            _save(
+                ckpt,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "method": method.state_dict(),
+                    "history": history.to_dict(),
+                },
+            )
+    bar.close()
+    return history
