@@ -1,0 +1,56 @@
+"""Where a number came from: profile, hardware, date, git commit, samlab version.
+
+Every notebook prints :func:`line` under its first figure-producing cell, and every
+result file of :mod:`samlab.experiments` stores :func:`record`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samlab import hardware, profiles
+
+__all__ = ["git_commit", "line", "record"]
+
+
+def git_commit() -> str:
+    """The current commit of the samlab checkout (``+dirty`` if modified), or ``"unknown"``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "samlab"],
+            cwd=root, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def record(device: torch.device | str | None = None) -> dict[str, Any]:
+    """A dict describing this run's environment, for result files."""
+    from samlab import __version__
+
+    return {
+        "profile": profiles.active(),
+        "hardware": hardware.describe(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "samlab": __version__,
+        "git_commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def line(device: torch.device | str | None = None) -> str:
+    """One line for a notebook: ``profile cpu · CPU: x86_64, 2 threads (torch …) · 2026-11-22 · samlab 0.1.0 (abc123)``."""
+    r = record(device)
+    return f"profile {r['profile']} · {r['hardware']} · {r['date']} · samlab {r['samlab']} ({r['git_commit']})"
