@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.samlab-installed
 PROFILE ?= cpu
 
-.PHONY: setup lab test test-fast reproduce bench clean-results
+.PHONY: setup lab test test-fast reproduce results-table bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,11 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python -m samlab.bench
+
+# Re-run every experiment at PROFILE (cpu or gpu) and rewrite data/results/PROFILE/*.json.
+reproduce: setup
+	$(BIN)/python -m samlab.experiments run all --profile $(PROFILE)
+
+# The README's results table, generated from data/results/.
+results-table: setup
+	$(BIN)/python -m samlab.experiments table

@@ -1,0 +1,66 @@
+"""Exercise checks for notebook 00 (label noise and memorisation)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from samlab.data import Dataset
+from samlab.train import History
+
+__all__ = ["check_realised_rate", "check_noisy_fit_at_best"]
+
+
+def _number(answer: object, what: str) -> float | None:
+    if isinstance(answer, torch.Tensor):
+        if answer.numel() != 1:
+            print(f"✗ {what} should be a single number, but you gave a tensor of shape {tuple(answer.shape)}.")
+            return None
+        answer = answer.item()
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or math.isnan(answer):
+        print(f"✗ {what} should be a number (a float), but you gave {type(answer).__name__}.")
+        return None
+    return float(answer)
+
+
+def check_realised_rate(answer: object, ds: Dataset) -> bool:
+    """Exercise 1: the realised noise rate is the fraction of training labels that changed."""
+    value = _number(answer, "The realised rate")
+    if value is None:
+        return False
+    truth = float((ds.y_train != ds.y_train_clean).float().mean())
+    n_noisy = int((ds.y_train != ds.y_train_clean).sum())
+    if math.isclose(value, truth, abs_tol=1e-6):
+        print(f"✓ Right: {n_noisy} of {len(ds.y_train)} labels differ from the true ones.")
+        return True
+    if math.isclose(value, truth * len(ds.y_train), abs_tol=1e-3):
+        print("✗ That is a count of examples; the rate is a fraction — divide by the number of training examples.")
+    elif ds.noise is not None and math.isclose(value, ds.noise.rate, abs_tol=1e-9):
+        print("✗ That is the *requested* rate. Count how many observed labels actually differ from the true ones.")
+    elif math.isclose(value, 1 - truth, abs_tol=1e-6):
+        print("✗ That is the fraction of labels that are still correct; the question asks for the changed ones.")
+    else:
+        print("✗ Not quite. Compare the observed labels ds.y_train with the true ones ds.y_train_clean.")
+    return False
+
+
+def check_noisy_fit_at_best(answer: object, history: History) -> bool:
+    """Exercise 2: the noisy-fit accuracy at the epoch of best test accuracy."""
+    value = _number(answer, "The noisy-fit accuracy")
+    if value is None:
+        return False
+    record = next(r for r in history.records if r["epoch"] == history.best_epoch)
+    if math.isclose(value, record["noisy_fit"], abs_tol=1e-6):
+        print(f"✓ Right: at epoch {history.best_epoch} the network fits {value:.1%} of the noisy examples.")
+        return True
+    final = history.records[-1]["noisy_fit"]
+    if math.isclose(value, final, abs_tol=1e-6):
+        print("✗ That is the value at the *last* epoch; look up the epoch of best test accuracy first.")
+    elif math.isclose(value, record["clean_fit"], abs_tol=1e-6):
+        print("✗ That is the fit of the *clean* examples at the best epoch; the question asks for the noisy ones.")
+    elif value > 1:
+        print("✗ Accuracies here are fractions in [0, 1], not percentages.")
+    else:
+        print("✗ Not quite. Use history.best_epoch and the 'noisy_fit' entry of that epoch's record.")
+    return False

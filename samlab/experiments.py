@@ -1,0 +1,316 @@
+"""Named experiments × profiles, and the runner that writes result files with provenance.
+
+Taught in notebooks 03–07, which load the committed result of the active profile and
+re-run on request. From a shell::
+
+    python -m samlab.experiments list
+    python -m samlab.experiments run memorisation --profile cpu
+    python -m samlab.experiments table            # markdown table of every result file
+
+A run writes ``data/results/<profile>/<name>.json`` with the configuration, samlab
+version and git commit, hardware, and for every (method, seed) the full per-epoch
+history, best and final test accuracy, seconds per epoch and realised noise rate. The
+file is rewritten after every finished run, and every run checkpoints each epoch, so an
+interrupted ``run`` continues where it stopped when called again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samlab import data as data_mod
+from samlab import hardware, methods, models, profiles, provenance, train
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "experiment",
+    "get",
+    "histories",
+    "load_result",
+    "main",
+    "result_path",
+    "run",
+    "summarise",
+    "table_markdown",
+]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything needed to reproduce a comparison of methods on one noisy dataset."""
+
+    name: str
+    description: str
+    dataset: str
+    noise: str
+    rate: float
+    model: str
+    methods: dict[str, dict[str, Any]]  #: label -> method config, e.g. {"SAM": {"method": "sam", "rho": 0.05}}
+    fit: dict[str, Any]  #: FitConfig fields (epochs, batch_size, lr, ...)
+    seeds: tuple[int, ...] = (0,)
+    noise_seed: int = 0
+    model_options: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: name -> function(profile) -> Experiment
+EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {}
+
+
+def experiment(fn: Callable[[str], Experiment]) -> Callable[[str], Experiment]:
+    """Decorator registering an experiment builder under its function name (``_`` → ``-``)."""
+    EXPERIMENTS[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+def get(name: str, profile: str | None = None) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {tuple(sorted(EXPERIMENTS))}, got {name!r}")
+    profile = profile or profiles.active()
+    if profile not in profiles.PROFILES:
+        raise ValueError(f"profile must be one of {profiles.PROFILES}, got {profile!r}")
+    return EXPERIMENTS[name](profile)
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+@experiment
+def memorisation(profile: str) -> Experiment:
+    """Notebook 00's run as an experiment: SGD memorising 40% symmetric noise."""
+    return Experiment(
+        name="memorisation",
+        description="SGD on 40% symmetric-flip noise: early learning, then memorisation",
+        dataset=profiles.pick(smoke="digits", cpu="cifar10-mini", profile=profile),
+        noise="symmetric-flip",
+        rate=0.4,
+        model=profiles.pick(smoke="mlp", cpu="small-cnn", profile=profile),
+        methods={"SGD": {"method": "sgd"}},
+        fit=profiles.pick(
+            smoke={"epochs": 60, "lr": 0.1, "batch_size": 128},
+            cpu={"epochs": 30, "lr": 0.05, "batch_size": 128},
+            gpu={"epochs": 60, "lr": 0.05, "batch_size": 128},
+            profile=profile,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- running
+
+
+def result_path(name: str, profile: str, root: Path | None = None) -> Path:
+    root = Path(root) if root is not None else data_mod.data_root() / "results"
+    return root / profile / f"{name}.json"
+
+
+def _checkpoint_path(exp: Experiment, profile: str, label: str, seed: int, root: Path | None) -> Path:
+    root = Path(root) if root is not None else data_mod.data_root() / "checkpoints"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    return root / profile / exp.name / f"{safe}-seed{seed}.ckpt"
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf -> None so result files are strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(result), indent=1))
+    tmp.replace(path)
+
+
+def run(
+    name: str,
+    profile: str | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+    results_root: Path | None = None,
+    checkpoint_root: Path | None = None,
+    progress: bool = True,
+    save: bool = True,
+) -> dict[str, Any]:
+    """Train every (method, seed) of experiment ``name`` and return (and save) the result.
+
+    ``only`` restricts to some method labels (others already in the file are kept).
+    Finished runs found in an existing result file of the same configuration are not
+    re-trained; an interrupted run resumes from its last epoch checkpoint.
+    """
+    profile = profile or profiles.active()
+    exp = get(name, profile)
+    labels = list(exp.methods) if only is None else list(only)
+    unknown = [lab for lab in labels if lab not in exp.methods]
+    if unknown:
+        raise ValueError(f"only must name methods of {name!r}: {tuple(exp.methods)}, got {unknown}")
+    device = torch.device(device) if device is not None else hardware.default_device()
+    path = result_path(name, profile, results_root)
+    previous = load_result(name, profile, results_root) if save else None
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if previous is not None and previous.get("config") == json.loads(json.dumps(exp.config())):
+        done = {(r["method"], r["seed"]): r for r in previous["runs"]}
+
+    ds = data_mod.load(exp.dataset, noise=exp.noise, rate=exp.rate, noise_seed=exp.noise_seed, device=device, **exp.data_options)
+    result: dict[str, Any] = {
+        "experiment": name,
+        "description": exp.description,
+        "profile": profile,
+        "config": exp.config(),
+        "dataset": ds.describe(),
+        "realised_noise_rate": ds.noise.realised_rate if ds.noise else 0.0,
+        **{k: v for k, v in provenance.record(device).items() if k != "profile"},
+        "command": f"python -m samlab.experiments run {name} --profile {profile}",
+        "runs": [],
+    }
+    for label in exp.methods:
+        for seed in exp.seeds:
+            if (label, seed) in done:  # finished earlier with the same configuration
+                result["runs"].append(done[(label, seed)])
+                continue
+            if label not in labels:
+                continue
+            method = methods.get(exp.methods[label])
+            model = models.build(exp.model, ds.input_shape, ds.num_classes, seed=seed, **exp.model_options).to(device)
+            ckpt = _checkpoint_path(exp, profile, label, seed, checkpoint_root) if save else None
+            t0 = time.perf_counter()
+            config = train.FitConfig(**{**exp.fit, "seed": seed, "checkpoint": str(ckpt) if ckpt else None, "progress": progress})
+            history = train.fit(model, method, ds, config)
+            result["runs"].append(
+                {
+                    "method": label,
+                    "method_config": method.config(),
+                    "seed": seed,
+                    **history.summary(),
+                    "wall_seconds": time.perf_counter() - t0,
+                    "history": history.records,
+                }
+            )
+            if save:
+                _write(path, result)
+    if save:
+        _write(path, result)
+    return result
+
+
+def load_result(name: str, profile: str | None = None, root: Path | None = None) -> dict[str, Any] | None:
+    """The saved result of ``name`` for ``profile``, or ``None`` if there is none."""
+    path = result_path(name, profile or profiles.active(), root)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, train.History]:
+    """Method label -> History (of ``seed``, default: each method's first seed)."""
+    out: dict[str, train.History] = {}
+    for r in result["runs"]:
+        if (seed is None and r["method"] not in out) or r["seed"] == seed:
+            records = [{k: (float("nan") if v is None else v) for k, v in rec.items()} for rec in r["history"]]
+            out[r["method"]] = train.History(records=records)
+    return out
+
+
+def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method: mean and std over seeds of best/final test accuracy, cost vs SGD."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in result["runs"]:
+        by.setdefault(r["method"], []).append(r)
+    sgd = by.get("SGD")
+    sgd_time = statistics.mean(r["seconds_per_epoch"] for r in sgd) if sgd else None
+    rows = []
+    for label, runs in by.items():
+        best = [r["best_test_acc"] for r in runs]
+        final = [r["final_test_acc"] for r in runs]
+        spe = statistics.mean(r["seconds_per_epoch"] for r in runs)
+        rows.append(
+            {
+                "method": label,
+                "seeds": len(runs),
+                "best_mean": statistics.mean(best),
+                "best_std": statistics.stdev(best) if len(best) > 1 else 0.0,
+                "final_mean": statistics.mean(final),
+                "final_std": statistics.stdev(final) if len(final) > 1 else 0.0,
+                "seconds_per_epoch": spe,
+                "cost_vs_sgd": spe / sgd_time if sgd_time else None,
+            }
+        )
+    return rows
+
+
+def table_markdown(results: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of several result files (the README's results table)."""
+    lines = [
+        "| experiment | profile | data | method | seeds | best test acc | final test acc | s/epoch (× SGD) | hardware |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        data_desc = f"{res['config']['dataset']}, {res['config']['noise']} {res['config']['rate']:.0%} (realised {res['realised_noise_rate']:.1%})"
+        for row in summarise(res):
+            pm = lambda m, s: f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if row["seeds"] > 1 else "")  # noqa: E731
+            cost = f"{row['seconds_per_epoch']:.2f}" + (f" ({row['cost_vs_sgd']:.2f}×)" if row["cost_vs_sgd"] else "")
+            lines.append(
+                f"| {res['experiment']} | {res['profile']} | {data_desc} | {row['method']} | {row['seeds']} | "
+                f"{pm(row['best_mean'], row['best_std'])} | {pm(row['final_mean'], row['final_std'])} | {cost} | "
+                f"{res['hardware']}, {res['date'][:10]}, {res['git_commit']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m samlab.experiments", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list experiments")
+    p_run = sub.add_parser("run", help="run an experiment (resumes if interrupted)")
+    p_run.add_argument("name", help="experiment name, or 'all'")
+    p_run.add_argument("--profile", default=None, choices=profiles.PROFILES)
+    p_run.add_argument("--only", default=None, help="comma-separated method labels")
+    p_run.add_argument("--device", default=None)
+    p_table = sub.add_parser("table", help="markdown table of the saved results")
+    p_table.add_argument("--profile", default=None, choices=profiles.PROFILES)
+    args = parser.parse_args(argv)
+    if args.cmd == "list":
+        for name, fn in sorted(EXPERIMENTS.items()):
+            print(f"{name:28s} {fn('cpu').description}")
+        return 0
+    if args.cmd == "run":
+        names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
+        for name in names:
+            res = run(name, args.profile, only=args.only.split(",") if args.only else None, device=args.device)
+            print(f"{name}: {result_path(name, res['profile'])}")
+            for row in summarise(res):
+                print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
+        return 0
+    found = []
+    for prof in [args.profile] if args.profile else [p for p in profiles.PROFILES if p != "smoke"]:
+        for name in sorted(EXPERIMENTS):
+            res = load_result(name, prof)
+            if res is not None:
+                found.append(res)
+    print(table_markdown(found) if found else "no result files found")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The experiment runner: result-file schema, resume after interruption, summaries."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from samlab import experiments, train
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    def tiny_exp(profile: str) -> experiments.Experiment:
+        return experiments.Experiment(
+            name="tiny",
+            description="two methods on noisy digits",
+            dataset="digits",
+            noise="symmetric-flip",
+            rate=0.3,
+            model="mlp",
+            model_options={"hidden": 16, "depth": 1},
+            methods={"SGD": {"method": "sgd"}, "SAM": {"method": "sam", "rho": 0.05}},
+            fit={"epochs": 2, "lr": 0.05, "batch_size": 128},
+            seeds=(0, 1),
+        )
+
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", tiny_exp)
+    return tiny_exp
+
+
+def test_result_file_has_the_documented_schema(tmp_path, tiny):
+    res = experiments.run("tiny", "smoke", results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    saved = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
+    assert saved["runs"] and len(saved["runs"]) == 4
+    for key in ("experiment", "profile", "config", "git_commit", "hardware", "runs", "realised_noise_rate", "command"):
+        assert key in saved, key
+    for run in saved["runs"]:
+        for key in ("method", "seed", "best_test_acc", "final_test_acc", "seconds_per_epoch", "history"):
+            assert key in run, key
+        assert len(run["history"]) == 3  # epoch 0 + 2 epochs
+        assert run["best_test_acc"] == max(r["test_acc"] for r in run["history"])
+    assert res["config"]["methods"]["SAM"] == {"method": "sam", "rho": 0.05}
+
+
+def test_interrupted_sweep_resumes_without_retraining(tmp_path, tiny, monkeypatch):
+    kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    real_fit = train.fit
+    calls = []
+
+    def dying_fit(model, method, data, config):
+        calls.append(method.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_fit(model, method, data, config)
+
+    monkeypatch.setattr(train, "fit", dying_fit)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.run("tiny", "smoke", **kw)
+    partial = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
+    assert [(r["method"], r["seed"]) for r in partial["runs"]] == [("SGD", 0), ("SGD", 1)]
+
+    calls.clear()
+    res = experiments.run("tiny", "smoke", **kw)
+    assert calls == ["sam", "sam"]  # only the missing runs were trained
+    assert [(r["method"], r["seed"]) for r in res["runs"]] == [("SGD", 0), ("SGD", 1), ("SAM", 0), ("SAM", 1)]
+
+
+def test_summary_and_table_match_hand_computation(tmp_path, tiny):
+    res = experiments.run("tiny", "smoke", results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    rows = {r["method"]: r for r in experiments.summarise(res)}
+    sam = [r for r in res["runs"] if r["method"] == "SAM"]
+    assert rows["SAM"]["best_mean"] == pytest.approx(statistics.mean(r["best_test_acc"] for r in sam))
+    assert rows["SAM"]["best_std"] == pytest.approx(statistics.stdev(r["best_test_acc"] for r in sam))
+    assert rows["SGD"]["cost_vs_sgd"] == pytest.approx(1.0)
+    table = experiments.table_markdown([res])
+    assert table.count("\n") == 3 and "| tiny | smoke |" in table
+    h = experiments.histories(res, seed=1)
+    assert set(h) == {"SGD", "SAM"} and len(h["SAM"]) == 3
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        experiments.get("nope", "cpu")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        experiments.get("memorisation", "tpu")
+
+
+def test_cli_lists_experiments(capsys):
+    assert experiments.main(["list"]) == 0
+    assert "memorisation" in capsys.readouterr().out
