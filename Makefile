@@ -37,4 +37,4 @@ reproduce: setup
 
 # The README's results table, generated from data/results/.
 results-table: setup
-	$(BIN)/python -m samlab.experiments table
+	$(BIN)/python -m samlab.experiments table --readme README.md

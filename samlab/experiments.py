@@ -34,6 +34,9 @@ from samlab import hardware, methods, models, profiles, provenance, train
 
 __all__ = [
     "EXPERIMENTS",
+    "README_MARKERS",
+    "committed_table",
+    "update_readme",
     "Experiment",
     "experiment",
     "get",
@@ -289,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--device", default=None)
     p_table = sub.add_parser("table", help="markdown table of the saved results")
     p_table.add_argument("--profile", default=None, choices=profiles.PROFILES)
+    p_table.add_argument("--readme", default=None, help="rewrite the table between the results markers of this file")
     args = parser.parse_args(argv)
     if args.cmd == "list":
         for name, fn in sorted(EXPERIMENTS.items()):
@@ -302,14 +306,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in summarise(res):
                 print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
         return 0
+    table = committed_table(args.profile)
+    if args.readme:
+        update_readme(Path(args.readme), table)
+    print(table)
+    return 0
+
+
+README_MARKERS = ("<!-- results-table:start -->", "<!-- results-table:end -->")
+
+
+def committed_table(profile: str | None = None, root: Path | None = None) -> str:
+    """The markdown table of every saved non-smoke result (or of one profile)."""
     found = []
-    for prof in [args.profile] if args.profile else [p for p in profiles.PROFILES if p != "smoke"]:
+    for prof in [profile] if profile else [p for p in profiles.PROFILES if p != "smoke"]:
         for name in sorted(EXPERIMENTS):
-            res = load_result(name, prof)
+            res = load_result(name, prof, root)
             if res is not None:
                 found.append(res)
-    print(table_markdown(found) if found else "no result files found")
-    return 0
+    return table_markdown(found) if found else "_No result files yet._"
+
+
+def update_readme(path: Path, table: str) -> None:
+    """Replace the text between the results markers of ``path`` by ``table``."""
+    text = path.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no results markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -90,3 +90,25 @@ def test_unknown_names_are_refused():
 def test_cli_lists_experiments(capsys):
     assert experiments.main(["list"]) == 0
     assert "memorisation" in capsys.readouterr().out
+
+
+def test_readme_results_table_is_generated_from_the_committed_files():
+    """The README's table is exactly what `make results-table` writes from data/results/."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start, end = experiments.README_MARKERS
+    assert start in readme and end in readme
+    inside = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert inside == experiments.committed_table().strip(), "run `make results-table` and commit README.md"
+
+
+def test_update_readme_replaces_only_between_markers(tmp_path):
+    start, end = experiments.README_MARKERS
+    p = tmp_path / "R.md"
+    p.write_text(f"head\n{start}\nold\n{end}\ntail\n")
+    experiments.update_readme(p, "NEW")
+    assert p.read_text() == f"head\n{start}\nNEW\n{end}\ntail\n"
+    p.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        experiments.update_readme(p, "x")
