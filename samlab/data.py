@@ -102,11 +102,15 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device: torch.device | str) -> Dataset:
-        moved = {
+        moved: dict[str, Any] = {
             f.name: getattr(self, f.name).to(device)
             for f in dataclasses.fields(self)
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
+        if self.noise is not None:  # keep the noise record's tensors with the data
+            moved["noise"] = dataclasses.replace(
+                self.noise, labels=self.noise.labels.to(device), is_noisy=self.noise.is_noisy.to(device)
+            )
         return dataclasses.replace(self, **moved)
 
     def describe(self) -> str:
@@ -250,16 +254,15 @@ def _sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _verify_mini(name: str, arrays: dict[str, np.ndarray], where: str) -> None:
+def _verify_mini(name: str, arrays: dict[str, np.ndarray], where: str, advice: str) -> None:
     for key, expected in MINI_HASHES[name].items():
         if key not in arrays:
-            raise ValueError(f"{where} has no array {key!r}; a {name} file needs {sorted(MINI_HASHES[name])}")
+            raise ValueError(f"{where} has no array {key!r}; a {name} file needs {sorted(MINI_HASHES[name])}. {advice}")
         got = _sha256(arrays[key])
         if got != expected:
             raise ValueError(
                 f"{where}: array {key!r} does not match the definition of {name} "
-                f"(SHA-256 {got[:12]}…, expected {expected[:12]}…). Delete the file and load "
-                f"{name!r} again to rebuild it from the full dataset."
+                f"(SHA-256 {got[:12]}…, expected {expected[:12]}…). {advice}"
             )
 
 
@@ -269,20 +272,36 @@ def load_mini_arrays(name: str, root: Path | None = None, download: bool = True)
         raise ValueError(f"name must be one of {tuple(MINI_INDICES)}, got name={name!r}")
     root = Path(root) if root is not None else data_root()
     cache = root / f"{name}.npz"
+    rebuild = f"Delete {cache} and load {name!r} again to rebuild it from the full dataset."
     if cache.exists():
-        with np.load(cache) as f:
-            arrays = {k: f[k] for k in f.files}
-        _verify_mini(name, arrays, str(cache))
+        try:
+            with np.load(cache) as f:
+                arrays = {k: f[k] for k in f.files}
+        except Exception as exc:  # truncated or not an .npz at all: zipfile, OSError, pickle refusal, ...
+            raise ValueError(f"{cache} is not a readable .npz file ({exc}). {rebuild}") from exc
+        _verify_mini(name, arrays, str(cache), rebuild)
         return arrays
     spec = MINI_INDICES[name]
-    full = _torchvision_arrays(spec["parent"], root, download)
+    try:
+        full = _torchvision_arrays(spec["parent"], root, download)
+    except DatasetUnavailableError as exc:
+        raise DatasetUnavailableError(
+            f"{exc} Alternatively, place a verified copy of {name} at {cache} "
+            f"(arrays {sorted(MINI_HASHES[name])}, checked against their SHA-256)."
+        ) from exc.__cause__
     arrays = {
         "x_train": full["x_train"][spec["train"]],
         "y_train": full["y_train"][spec["train"]],
         "x_test": full["x_test"][spec["test"]],
         "y_test": full["y_test"][spec["test"]],
     }
-    _verify_mini(name, arrays, f"the subset derived from {spec['parent']} in {root}")
+    _verify_mini(
+        name,
+        arrays,
+        f"the subset derived from {spec['parent']} in {root}",
+        f"The {spec['parent']} files in {root} differ from the official release; delete them and "
+        f"load {name!r} again to download them afresh. No cache was written.",
+    )
     root.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)

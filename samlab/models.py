@@ -83,7 +83,11 @@ def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     if kind == "gn":
-        return nn.GroupNorm(min(32, channels // 4) or 1, channels)
+        # about 4 channels per group, at most 32 groups; the group count must divide the channels
+        groups = max(1, min(32, channels // 4))
+        while channels % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"norm must be one of ('bn', 'gn', 'none'), got norm={kind!r}")

@@ -1,0 +1,54 @@
+"""Shared fixtures: a network that is always off, a private data folder, the shared mini files."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+#: ``../shared/data`` next to the repository: the real mini subsets, present on some machines
+#: only. Tests that read them are marked ``shared_data`` and skipped when the files are absent.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Make every network access fail at once, as on an offline machine; returns the URLs tried.
+
+    ``urllib.request.urlopen`` (what torchvision's downloader calls) raises ``URLError`` and
+    records the URL; a raw socket connection raises ``OSError``. Nothing reaches the network.
+    """
+    tried: list[str] = []
+
+    def urlopen(req, *args, **kwargs):
+        tried.append(req.full_url if isinstance(req, urllib.request.Request) else str(req))
+        raise urllib.error.URLError("network disabled by the test (offline fixture)")
+
+    def connect(*args, **kwargs):
+        raise OSError("network disabled by the test (offline fixture)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", connect)
+    return tried
+
+
+@pytest.fixture
+def data_home(tmp_path, monkeypatch):
+    """A fresh, empty data folder, installed as ``$SAMLAB_DATA``."""
+    root = tmp_path / "samlab-data"
+    root.mkdir()
+    monkeypatch.setenv("SAMLAB_DATA", str(root))
+    return root
+
+
+@pytest.fixture
+def shared_data_dir() -> Path:
+    """``../shared/data`` with both mini files, or skip."""
+    names = ("cifar10-mini.npz", "mnist-mini.npz")
+    if not all((SHARED_DATA / n).is_file() for n in names):
+        pytest.skip(f"the shared mini datasets are not in {SHARED_DATA}")
+    return SHARED_DATA

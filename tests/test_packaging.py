@@ -1,0 +1,179 @@
+"""Packaging: pip and conda agree, the documented test command is the one CI runs, the
+modules declare their public names, and importing samlab changes nothing around it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import samlab
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+#: pip name -> conda-forge name, where they differ
+PIP_TO_CONDA = {"torch": "pytorch"}
+_SPEC = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([0-9][0-9.]*)$")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _minimums(specs: list[str], rename: dict[str, str] | None = None) -> dict[str, str]:
+    """``["torch>=2.4", ...]`` -> ``{"pytorch": "2.4", ...}``; every entry must be name>=version."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        m = _SPEC.match(spec.strip())
+        assert m, f"{spec!r} is not of the form name>=version"
+        name = m.group(1).lower().replace("_", "-")
+        name = (rename or {}).get(name, name)
+        assert name not in out, f"{name} listed twice"
+        out[name] = m.group(2)
+    return out
+
+
+def _environment_yml(text: str) -> tuple[list[str], list[str]]:
+    """The conda and pip entries under ``dependencies:`` of a flat environment.yml."""
+    conda: list[str] = []
+    pip: list[str] = []
+    section = None
+    pip_indent = None
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            section = line.split(":", 1)[0]
+            continue
+        if section != "dependencies":
+            continue
+        item = line.strip()
+        assert item.startswith("- "), f"unexpected line in environment.yml: {raw!r}"
+        item = item[2:].strip()
+        if pip_indent is not None and indent > pip_indent:
+            pip.append(item)
+            continue
+        pip_indent = None
+        if item == "pip:":
+            pip_indent = indent
+        else:
+            conda.append(item)
+    return conda, pip
+
+
+def test_environment_yml_parser_agrees_with_yaml():
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda, pip = _environment_yml((ROOT / "environment.yml").read_text())
+    assert conda == [d for d in doc["dependencies"] if isinstance(d, str)]
+    assert pip == next(d["pip"] for d in doc["dependencies"] if isinstance(d, dict))
+
+
+def test_pip_and_conda_dependencies_agree():
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+    pip_side = _minimums(project["dependencies"] + extras["dev"], PIP_TO_CONDA)
+    conda, pip = _environment_yml((ROOT / "environment.yml").read_text())
+    conda_side = _minimums([c for c in conda if c != "pip" and not c.startswith("python")])
+    assert pip_side == conda_side
+    assert "pip" in conda
+    assert "-e ." in pip  # samlab itself, editable, so that notebooks import it
+    python = [c for c in conda if c.startswith("python")]
+    assert python == [f"python{project['requires-python']}"]
+
+
+def test_dev_extra_covers_the_notebooks_and_is_what_make_installs():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert set(extras["notebooks"]) <= set(extras["dev"])
+    assert {"pytest", "nbval"} <= set(_minimums(extras["dev"]))
+    assert ".[dev]" in (ROOT / "Makefile").read_text()
+
+
+def test_version_matches():
+    assert samlab.__version__ == _pyproject()["project"]["version"]
+
+
+def test_readme_and_ci_use_make_test():
+    assert "make test" in (ROOT / "README.md").read_text()
+    ci = ROOT / ".ci" / "run"
+    commands = [ln.strip() for ln in ci.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert "make test" in commands
+    assert os.access(ci, os.X_OK), ".ci/run must be executable"
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe and "pytest" in recipe.group(1)
+
+
+def _public_modules() -> list[str]:
+    names = ["samlab"]
+    for info in pkgutil.walk_packages(samlab.__path__, "samlab."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("module", _public_modules())
+def test_every_module_declares_all(module):
+    mod = importlib.import_module(module)
+    assert isinstance(getattr(mod, "__all__", None), (list, tuple)), f"{module} has no explicit __all__"
+    names = list(mod.__all__)
+    assert len(names) == len(set(names)), f"{module}.__all__ repeats a name"
+    missing = [n for n in names if not hasattr(mod, n)]
+    assert not missing, f"{module}.__all__ names missing attributes {missing}"
+
+
+def test_importing_samlab_has_no_side_effects(tmp_path):
+    """In a fresh interpreter: no files created, RNG streams and torch settings untouched."""
+    home, cwd, data = tmp_path / "home", tmp_path / "cwd", tmp_path / "data"
+    home.mkdir()
+    cwd.mkdir()
+    script = textwrap.dedent(
+        """
+        import json, pkgutil, importlib, random
+        import numpy as np, torch
+        def snapshot():
+            return {
+                "torch": torch.get_rng_state().tolist(),
+                "numpy": np.random.get_state()[1].tolist(),
+                "python": repr(random.getstate()),
+                "dtype": str(torch.get_default_dtype()),
+                "threads": torch.get_num_threads(),
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
+                "grad": torch.is_grad_enabled(),
+            }
+        before = snapshot()
+        import samlab
+        for info in pkgutil.walk_packages(samlab.__path__, "samlab."):
+            importlib.import_module(info.name)
+        after = snapshot()
+        print(json.dumps({k: before[k] == after[k] for k in before}))
+        """
+    )
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "SAMLAB_DATA": str(data),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),  # matplotlib's own font cache is not samlab's doing
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    res = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    unchanged = json.loads(res.stdout.strip().splitlines()[-1])
+    assert all(unchanged.values()), unchanged
+    assert list(cwd.iterdir()) == [] and list(home.iterdir()) == []
+    assert not data.exists()
