@@ -1,39 +1,116 @@
-"""SAM (Foret et al., 2021): descend with the gradient taken at w + ρ g/‖g‖.
+"""SAM (Foret et al., 2021) with its m-sharpness (m-SAM, 1-SAM) and adaptive (ASAM) forms.
 
 Taught in notebooks 01 and 03.
+
+* ``sam(rho)``: ε = ρ g/‖g‖ with g = ∇L_B(w); the base optimiser steps from w with
+  ∇L_B(w + ε). The weights are moved in place for the second pass and restored by copy
+  (:func:`samlab.methods.base.perturbed`), together with the BatchNorm running statistics.
+* ``sam(rho, m=m)`` (m-SAM): the batch is split into B/m chunks of m examples; chunk c
+  gets its own ε_c from its own gradient, and the descent direction is the mean over the
+  chunks of ∇L_c(w + ε_c). ``m=1`` is 1-SAM (one ε_i per example), the form Baek et al.
+  use. Vectorised with torch.func (see :mod:`samlab.methods.perexample`, which also
+  defines how BatchNorm is treated: the batch statistics held fixed).
+* ``sam(rho, adaptive=True, eta=...)`` (ASAM, Kwon et al., 2021): ε = ρ T² g/‖T g‖ with
+  T = diag(|w| + η), for every trainable parameter (the official ASAM code leaves biases
+  unscaled, T = 1 on parameters whose name lacks "weight"; samlab scales all of them).
+  Combines with ``m``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from samlab.methods.base import EPS, Method, RngReplay, StepInfo, descend_at, first_pass, grad_norm, trainable
+from samlab.methods.base import Method, RngReplay, StepInfo, perturbed
+from samlab.methods.perexample import (
+    add_grads,
+    batch_first_pass,
+    check_chunks,
+    chunk_loss_grads,
+    fixed_statistics,
+    forward_losses,
+    global_norm,
+    perturbation,
+    perturbed_chunks,
+    write_grads,
+)
 from samlab.methods.registry import register
 
-__all__ = ["SAM"]
+__all__ = ["SAM", "check_rho", "check_chunk_size"]
+
+
+def check_rho(rho: float) -> None:
+    if not rho >= 0:
+        raise ValueError(f"rho must be >= 0, got rho={rho}")
+
+
+def check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or an integer >= 1, got chunk_size={chunk_size!r}")
 
 
 @register
 @dataclass
 class SAM(Method):
-    """ε = ρ g/‖g‖ with g = ∇L_B(w); the base optimiser steps from w with ∇L_B(w + ε)."""
+    """SAM: descend with the gradient at w + ε, ε = ρ g/‖g‖ (see the module docstring).
+
+    Fields: ``rho`` (≥ 0), ``m`` (None = whole batch, else chunks of m examples; 1 = 1-SAM),
+    ``adaptive`` and ``eta`` (> 0) for ASAM, ``chunk_size`` (when ``m`` is set, how many
+    chunks are processed at once, to bound memory; None = all at once).
+    """
 
     name = "sam"
     rho: float = 0.05
+    m: int | None = None
+    adaptive: bool = False
+    eta: float = 0.01
+    chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.rho >= 0:
-            raise ValueError(f"rho must be >= 0, got rho={self.rho}")
+        check_rho(self.rho)
+        if self.m is not None and not (isinstance(self.m, int) and not isinstance(self.m, bool) and self.m >= 1):
+            raise ValueError(f"m must be None (whole batch) or an integer >= 1, got m={self.m!r}")
+        if not self.eta > 0:
+            raise ValueError(f"eta must be > 0, got eta={self.eta}")
+        check_chunk_size(self.chunk_size)
+
+    @property
+    def first_pass_is_sgd(self) -> bool:
+        """Whole-batch form: the first backward leaves ∇L_B(w) in ``p.grad`` (SANER reads it)."""
+        return self.m is None
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+        if self.m is None:
+            return self._whole_batch(model, x, y)
+        return self._chunked(model, x, y, self.m)
+
+    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         rng = RngReplay(x.device)
-        logits, losses = first_pass(model, x, y)
-        grads = [p.grad for p in trainable(model)]
-        norm = grad_norm(grads)
-        scale = self.rho / (norm + EPS)
-        eps = [None if g is None else g * scale.to(g.device) for g in grads]
-        descend_at(model, x, y, eps, rng)
-        return StepInfo(logits=logits, losses=losses, grad_norm=float(norm))
+        logits, losses, params, grads = batch_first_pass(model, x, y)
+        norm = global_norm(grads)
+        eps = perturbation(grads, params, self.rho, adaptive=self.adaptive, eta=self.eta)
+        with perturbed(model, eps):
+            rng.replay()
+            for p in model.parameters():
+                p.grad = None
+            forward_losses(model, x, y)[1].mean().backward()
+        return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(norm))
+
+    def _chunked(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, m: int) -> StepInfo:
+        check_chunks(x.shape[0], m)
+        rng = RngReplay(x.device)
+        with fixed_statistics(model, x) as fm:
+
+            def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, _: torch.Tensor):
+                return {k: v.sum(0) for k, v in chunk_loss_grads(fm, at, xs, ys, batched=True)[0].items()}
+
+            rng.replay()
+            first, parts = perturbed_chunks(
+                fm, x, y, m, second, rho=self.rho, adaptive=self.adaptive, eta=self.eta, chunk_size=self.chunk_size
+            )
+        chunks = x.shape[0] // m
+        write_grads(model, {k: v / chunks for k, v in functools.reduce(add_grads, parts, {}).items()})
+        return StepInfo(logits=first.logits, losses=first.losses, grad_norm=first.grad_norm)
