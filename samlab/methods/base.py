@@ -43,6 +43,7 @@ __all__ = [
     "grad_norm",
     "perturbed",
     "trainable",
+    "upcast",
 ]
 
 #: Added to every norm that divides a perturbation, so a zero gradient gives eps = 0.
@@ -123,6 +124,11 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 (autocast) -> fp32; fp32 and fp64 unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def first_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward at w; backward of the mean loss into ``p.grad`` (zeroed first).
 
@@ -132,9 +138,9 @@ def first_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torc
         p.grad = None
     with autocast(x.device):
         logits = model(x)
-    losses = per_example_loss(logits.float(), y)
+    losses = per_example_loss(upcast(logits), y)
     losses.mean().backward()
-    return logits.detach().float(), losses.detach()
+    return upcast(logits.detach()), losses.detach()
 
 
 def descend_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[torch.Tensor | None], rng: RngReplay) -> None:
@@ -145,7 +151,7 @@ def descend_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence
             p.grad = None
         with autocast(x.device):
             out = model(x)
-        per_example_loss(out.float(), y).mean().backward()
+        per_example_loss(upcast(out), y).mean().backward()
 
 
 class Method:

@@ -53,7 +53,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from samlab.losses import per_example_loss, signed_labels
-from samlab.methods.base import EPS, RngReplay, autocast
+from samlab.methods.base import EPS, RngReplay, autocast, upcast
 
 __all__ = [
     "FirstPass",
@@ -77,11 +77,6 @@ __all__ = [
 
 Params = dict[str, torch.Tensor]
 T = TypeVar("T")
-
-
-def upcast(t: torch.Tensor) -> torch.Tensor:
-    """fp16/bf16 -> fp32; fp32 and float64 unchanged (float64 tests stay exact)."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _acc_dtype(t: torch.Tensor) -> torch.dtype:
