@@ -17,9 +17,11 @@ interrupted ``run`` continues where it stopped when called again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -180,9 +182,36 @@ def _finite(obj: Any) -> Any:
 
 def _write(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(_finite(result), indent=1))
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path.lock`` (several processes may share one result file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no locking, one process per file
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Runs already in the result file at ``path``, if it was written for ``config``."""
+    if not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    if previous.get("config") != json.loads(json.dumps(config)):
+        return {}
+    return {(r["method"], r["seed"]): r for r in previous["runs"]}
 
 
 def run(
@@ -198,9 +227,10 @@ def run(
 ) -> dict[str, Any]:
     """Train every (method, seed) of experiment ``name`` and return (and save) the result.
 
-    ``only`` restricts to some method labels (others already in the file are kept).
-    Finished runs found in an existing result file of the same configuration are not
-    re-trained; an interrupted run resumes from its last epoch checkpoint.
+    ``only`` restricts training to some method labels. Finished runs found in the result
+    file (same configuration) are not re-trained; an interrupted run resumes from its last
+    epoch checkpoint. Several processes may run disjoint ``only`` sets of one experiment at
+    once: each merges its runs into the file under a lock.
     """
     profile = profile or profiles.active()
     exp = get(name, profile)
@@ -210,51 +240,56 @@ def run(
         raise ValueError(f"only must name methods of {name!r}: {tuple(exp.methods)}, got {unknown}")
     device = torch.device(device) if device is not None else hardware.default_device()
     path = result_path(name, profile, results_root)
-    previous = load_result(name, profile, results_root) if save else None
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    if previous is not None and previous.get("config") == json.loads(json.dumps(exp.config())):
-        done = {(r["method"], r["seed"]): r for r in previous["runs"]}
+    config = exp.config()
+    order = [(label, seed) for label in exp.methods for seed in exp.seeds]
 
     ds = data_mod.load(exp.dataset, noise=exp.noise, rate=exp.rate, noise_seed=exp.noise_seed, device=device, **exp.data_options)
+    env = {k: v for k, v in provenance.record(device).items() if k != "profile"}
     result: dict[str, Any] = {
         "experiment": name,
         "description": exp.description,
         "profile": profile,
-        "config": exp.config(),
+        "config": config,
         "dataset": ds.describe(),
         "realised_noise_rate": ds.noise.realised_rate if ds.noise else 0.0,
-        **{k: v for k, v in provenance.record(device).items() if k != "profile"},
+        **env,
         "command": f"python -m samlab.experiments run {name} --profile {profile}",
         "runs": [],
     }
-    for label in exp.methods:
-        for seed in exp.seeds:
-            if (label, seed) in done:  # finished earlier with the same configuration
-                result["runs"].append(done[(label, seed)])
-                continue
-            if label not in labels:
-                continue
-            method = methods.get(exp.methods[label])
-            model = models.build(exp.model, ds.input_shape, ds.num_classes, seed=seed, **exp.model_options).to(device)
-            ckpt = _checkpoint_path(exp, profile, label, seed, checkpoint_root) if save else None
-            t0 = time.perf_counter()
-            config = train.FitConfig(**{**exp.fit, "seed": seed, "checkpoint": str(ckpt) if ckpt else None, "progress": progress})
-            history = train.fit(model, method, ds, config)
-            result["runs"].append(
-                {
-                    "method": label,
-                    "method_config": method.config(),
-                    "seed": seed,
-                    **history.summary(),
-                    "wall_seconds": time.perf_counter() - t0,
-                    "history": history.records,
-                }
-            )
-            if save:
-                _write(path, result)
-    if save:
-        _write(path, result)
-    return result
+    mine: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def merged() -> dict[str, Any]:
+        runs = {**(_finished(path, config) if save else {}), **mine}
+        return {**result, "runs": [runs[key] for key in order if key in runs]}
+
+    for label, seed in order:
+        if label not in labels or (save and (label, seed) in _finished(path, config)):
+            continue
+        method = methods.get(exp.methods[label])
+        model = models.build(exp.model, ds.input_shape, ds.num_classes, seed=seed, **exp.model_options).to(device)
+        ckpt = _checkpoint_path(exp, profile, label, seed, checkpoint_root) if save else None
+        t0 = time.perf_counter()
+        fit_config = train.FitConfig(**{**exp.fit, "seed": seed, "checkpoint": str(ckpt) if ckpt else None, "progress": progress})
+        history = train.fit(model, method, ds, fit_config)
+        mine[(label, seed)] = {
+            "method": label,
+            "method_config": method.config(),
+            "seed": seed,
+            **history.summary(),
+            "wall_seconds": time.perf_counter() - t0,
+            "hardware": env["hardware"],
+            "git_commit": env["git_commit"],
+            "history": history.records,
+        }
+        if save:
+            with _locked(path):
+                _write(path, merged())
+    if not save:
+        return merged()
+    with _locked(path):
+        final = merged()
+        _write(path, final)
+    return final
 
 
 def load_result(name: str, profile: str | None = None, root: Path | None = None) -> dict[str, Any] | None:

@@ -112,3 +112,15 @@ def test_update_readme_replaces_only_between_markers(tmp_path):
     p.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         experiments.update_readme(p, "x")
+
+
+def test_disjoint_only_sets_merge_into_one_file(tmp_path, tiny):
+    """Two processes may each train some methods of one experiment: the file gets all runs."""
+    kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    experiments.run("tiny", "smoke", only=["SAM"], **kw)
+    res = experiments.run("tiny", "smoke", only=["SGD"], **kw)
+    assert [(r["method"], r["seed"]) for r in res["runs"]] == [("SGD", 0), ("SGD", 1), ("SAM", 0), ("SAM", 1)]
+    saved = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
+    assert saved["runs"] == json.loads(json.dumps(res["runs"]))
+    with pytest.raises(ValueError, match="only must name"):
+        experiments.run("tiny", "smoke", only=["ADAM"], **kw)
