@@ -125,7 +125,7 @@ def plot_ratio_panels(histories: Mapping[str, History], title: str | None = None
     plot_ratio(per_example, axes[0])
     axes[0].set_title("in the update: GD and 1-SAM (one ε_i per example)", fontsize=10)
     plot_ratio(batch, axes[1], smooth=smooth)
-    axes[1].set_title("in the update: GD and batch SAM (one shared ε)" + (f"\nmean over {smooth} probes; faint: raw" if smooth > 1 else ""), fontsize=10)
+    axes[1].set_title("in the update: GD and batch SAM (one shared ε)" + (f"\nrunning mean over {smooth} probes; faint: raw" if smooth > 1 else ""), fontsize=10)
     plot_ratio(histories, axes[2], key="grad_ratio_at_w")
     axes[2].set_title("at w: plain per-example gradient norms, all runs", fontsize=10)
     if title:
