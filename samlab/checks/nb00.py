@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import math
 
-import torch
 
+from samlab.checks.common import as_number
 from samlab.data import Dataset
 from samlab.train import History
 
 __all__ = ["check_realised_rate", "check_noisy_fit_at_best"]
 
 
-def _number(answer: object, what: str) -> float | None:
-    if isinstance(answer, torch.Tensor):
-        if answer.numel() != 1:
-            print(f"✗ {what} should be a single number, but you gave a tensor of shape {tuple(answer.shape)}.")
-            return None
-        answer = answer.item()
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or math.isnan(answer):
-        print(f"✗ {what} should be a number (a float), but you gave {type(answer).__name__}.")
-        return None
-    return float(answer)
-
-
 def check_realised_rate(answer: object, ds: Dataset) -> bool:
     """Exercise 1: the realised noise rate is the fraction of training labels that changed."""
-    value = _number(answer, "The realised rate")
+    value = as_number(answer, "The realised rate")
     if value is None:
         return False
     truth = float((ds.y_train != ds.y_train_clean).float().mean())
@@ -47,7 +35,7 @@ def check_realised_rate(answer: object, ds: Dataset) -> bool:
 
 def check_noisy_fit_at_best(answer: object, history: History) -> bool:
     """Exercise 2: the noisy-fit accuracy at the epoch of best test accuracy."""
-    value = _number(answer, "The noisy-fit accuracy")
+    value = as_number(answer, "The noisy-fit accuracy")
     if value is None:
         return False
     record = next(r for r in history.records if r["epoch"] == history.best_epoch)

@@ -14,31 +14,12 @@ from collections.abc import Callable
 import torch
 
 from samlab import theory
+from samlab.checks.common import as_number
+from samlab.checks.common import call as _call
+from samlab.checks.common import close as _close
 from samlab.data import Dataset
 
 __all__ = ["check_upweight", "check_sam_example_grads", "check_grad_ratio"]
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
-
-
-def _call(fn: object, *args) -> torch.Tensor | None:
-    if not callable(fn):
-        print(f"✗ Pass a function (the one you defined), not a {type(fn).__name__}.")
-        return None
-    try:
-        out = fn(*args)
-    except Exception as exc:  # the student's code may fail in any way: say how
-        print(f"✗ Your function raised {type(exc).__name__}: {exc}")
-        return None
-    if not isinstance(out, torch.Tensor):
-        try:
-            out = torch.as_tensor(out, dtype=torch.float64)
-        except Exception:
-            print(f"✗ Your function should return a tensor, but it returned {type(out).__name__}.")
-            return None
-    return out.detach().to(torch.float64)
 
 
 def check_upweight(fn: Callable) -> bool:
@@ -143,15 +124,9 @@ def check_sam_example_grads(fn: Callable) -> bool:
 
 def check_grad_ratio(answer: object, w: torch.Tensor, ds: Dataset) -> bool:
     """Exercise 3: the clean/noisy ratio of mean per-example gradient norms ‖∇ℓ_i(w)‖ for weights ``w``."""
-    if isinstance(answer, torch.Tensor):
-        if answer.numel() != 1:
-            print(f"✗ The ratio is one number, but you gave a tensor of shape {tuple(answer.shape)}.")
-            return False
-        answer = answer.item()
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or math.isnan(answer):
-        print(f"✗ The ratio should be a number (a float), but you gave {type(answer).__name__}.")
+    value = as_number(answer, "The ratio")
+    if value is None:
         return False
-    value = float(answer)
     w = w.detach().reshape(-1).to(ds.x_train.dtype)
     x, y, noisy = ds.x_train, ds.y_train, ds.is_noisy
     norms = theory.linear_grad_norms(w, x, y)

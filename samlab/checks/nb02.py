@@ -13,7 +13,8 @@ from collections.abc import Callable
 import torch
 
 from samlab import theory
-from samlab.checks.nb01 import _call, _close
+from samlab.checks.common import call as _call
+from samlab.checks.common import close as _close
 
 __all__ = ["check_grad_f_norm_sq", "check_grad_v_at_eps", "check_jsam_weights"]
 
