@@ -7,9 +7,11 @@ data shows. Taught in notebook 03 (Baek et al.'s logit/Jacobian ablation).
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
-__all__ = ["logit_jacobian_claims"]
+__all__ = ["accuracy_stderr", "logit_jacobian_claims", "memorisation_claims", "test_size"]
 
 
 def _runs(result: dict[str, Any], label: str) -> list[dict[str, Any]]:
@@ -29,6 +31,47 @@ def _best(result: dict[str, Any], label: str) -> float:
 
 def _final(result: dict[str, Any], label: str, key: str) -> float:
     return _mean([r["history"][-1][key] for r in _runs(result, label)])
+
+
+def test_size(result: dict[str, Any]) -> int:
+    """The number of test examples of a result, read from its dataset description."""
+    match = re.search(r"(\d+) test", result.get("dataset", ""))
+    if match is None:
+        raise ValueError(f"result of {result.get('experiment')!r} does not say its test-set size in 'dataset'")
+    return int(match.group(1))
+
+
+def accuracy_stderr(acc: float, n: int) -> float:
+    """Binomial standard error of an accuracy ``acc`` measured on ``n`` examples."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got n={n}")
+    if not 0 <= acc <= 1:
+        raise ValueError(f"acc must be in [0, 1], got acc={acc}")
+    return math.sqrt(acc * (1 - acc) / n)
+
+
+def memorisation_claims(result: dict[str, Any], sam: str = "SAM") -> list[dict[str, Any]]:
+    """What a ``logit-jacobian-*`` result says about the memorisation phase (final epoch).
+
+    The robustness the papers describe has two faces: a higher *peak* (checked by
+    :func:`logit_jacobian_claims`) and less memorisation of the wrong labels late in
+    training, read here from the final epoch: final test accuracy and the fraction of
+    noisy examples fit to their wrong label (means over seeds).
+    """
+    acc = {k: _final(result, k, "test_acc") for k in ("SGD", sam, "L-SAM", "J-SAM")}
+    noisy = {k: _final(result, k, "noisy_fit") for k in ("SGD", sam, "L-SAM", "J-SAM")}
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    return [
+        {"claim": f"{sam}'s final test accuracy is above SGD's", "holds": acc[sam] > acc["SGD"],
+         "evidence": f"{sam} {pct(acc[sam])} vs SGD {pct(acc['SGD'])}"},
+        {"claim": f"{sam} has fit fewer noisy examples than SGD by the end", "holds": noisy[sam] < noisy["SGD"],
+         "evidence": f"noisy fit {sam} {pct(noisy[sam])} vs SGD {pct(noisy['SGD'])}"},
+        {"claim": "J-SAM has fit fewer noisy examples than SGD by the end", "holds": noisy["J-SAM"] < noisy["SGD"],
+         "evidence": f"noisy fit J-SAM {pct(noisy['J-SAM'])} vs SGD {pct(noisy['SGD'])}"},
+        {"claim": "L-SAM's final noisy fit is closer to SGD's than J-SAM's is",
+         "holds": abs(noisy["L-SAM"] - noisy["SGD"]) < abs(noisy["J-SAM"] - noisy["SGD"]),
+         "evidence": f"noisy fit SGD {pct(noisy['SGD'])}, L-SAM {pct(noisy['L-SAM'])}, J-SAM {pct(noisy['J-SAM'])}"},
+    ]
 
 
 def logit_jacobian_claims(result: dict[str, Any], sam: str = "1-SAM", close: float = 0.5) -> list[dict[str, Any]]:

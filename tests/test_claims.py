@@ -34,3 +34,34 @@ def test_claims_that_fail_and_seed_means():
 def test_missing_method_is_named():
     with pytest.raises(ValueError, match="J-SAM"):
         logit_jacobian_claims({"experiment": "x", "runs": [_run("SGD", 0.4), _run("1-SAM", 0.4), _run("L-SAM", 0.4)]})
+
+
+def _final_run(method: str, acc: float, noisy: float) -> dict:
+    return {"method": method, "seed": 0, "best_test_acc": acc, "history": [{"test_acc": acc, "noisy_fit": noisy}]}
+
+
+def test_memorisation_claims_hand_made():
+    from samlab.claims import memorisation_claims
+
+    result = {"runs": [_final_run("SGD", 0.40, 0.30), _final_run("SAM", 0.50, 0.10),
+                       _final_run("L-SAM", 0.42, 0.28), _final_run("J-SAM", 0.47, 0.12)]}
+    claims = memorisation_claims(result)
+    assert [c["holds"] for c in claims] == [True, True, True, True]
+    assert "SAM 50.0% vs SGD 40.0%" in claims[0]["evidence"]
+    # swap L-SAM and J-SAM: the logit-only variant now behaves like SAM -> the last claim fails
+    result["runs"][2:] = [_final_run("L-SAM", 0.47, 0.12), _final_run("J-SAM", 0.42, 0.28)]
+    assert [c["holds"] for c in memorisation_claims(result)] == [True, True, True, False]
+
+
+def test_accuracy_stderr_and_test_size():
+    from samlab.claims import accuracy_stderr, test_size
+
+    assert accuracy_stderr(0.5, 100) == pytest.approx(0.05)  # sqrt(0.25 / 100)
+    assert accuracy_stderr(1.0, 10) == 0.0
+    with pytest.raises(ValueError, match="acc"):
+        accuracy_stderr(1.5, 10)
+    with pytest.raises(ValueError, match="n must"):
+        accuracy_stderr(0.5, 0)
+    assert test_size({"dataset": "cifar10-mini: 5000 train / 1000 test, 10 classes"}) == 1000
+    with pytest.raises(ValueError, match="test-set size"):
+        test_size({"experiment": "x", "dataset": "mystery"})

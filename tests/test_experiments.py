@@ -126,3 +126,35 @@ def test_disjoint_only_sets_merge_into_one_file(tmp_path, tiny):
     ]
     with pytest.raises(ValueError, match="only must name"):
         experiments.run("tiny", "smoke", only=["ADAM"], **kw)
+
+
+def test_per_method_fit_overrides_reach_the_training_loop(tmp_path, monkeypatch):
+    def exp(profile: str) -> experiments.Experiment:
+        return experiments.Experiment(
+            name="wd", description="", dataset="digits", noise="symmetric-flip", rate=0.2, model="linear",
+            methods={"SGD": {"method": "sgd"}, "WD×10": {"method": "sgd", "fit": {"weight_decay": 5e-3}}},
+            fit={"epochs": 1, "lr": 0.05, "batch_size": 256, "weight_decay": 5e-4},
+        )
+
+    monkeypatch.setitem(experiments.EXPERIMENTS, "wd", exp)
+    seen = {}
+    real_fit = train.fit
+
+    def spy(model, method, data, config):
+        seen[len(seen)] = config.weight_decay
+        return real_fit(model, method, data, config)
+
+    monkeypatch.setattr(train, "fit", spy)
+    res = experiments.run("wd", "smoke", save=False, progress=False)
+    assert seen == {0: 5e-4, 1: 5e-3}
+    assert [r["fit_overrides"] for r in res["runs"]] == [{}, {"weight_decay": 5e-3}]
+    assert res["runs"][1]["method_config"] == {"method": "sgd"}  # "fit" is not a method hyperparameter
+
+
+def test_load_or_run_prefers_the_saved_file(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("SAMLAB_DATA", str(tmp_path))
+    first = experiments.load_or_run("tiny", "cpu", progress=False)
+    assert (tmp_path / "results" / "cpu" / "tiny.json").exists()
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a saved result must not be retrained"))
+    again = experiments.load_or_run("tiny", "cpu")
+    assert [r["wall_seconds"] for r in again["runs"]] == [r["wall_seconds"] for r in first["runs"]]
