@@ -11,7 +11,14 @@ import math
 import re
 from typing import Any
 
-__all__ = ["accuracy_stderr", "logit_jacobian_claims", "memorisation_claims", "test_size"]
+__all__ = [
+    "accuracy_stderr",
+    "early_stopping",
+    "logit_jacobian_claims",
+    "memorisation_claims",
+    "recovery",
+    "test_size",
+]
 
 
 def _runs(result: dict[str, Any], label: str) -> list[dict[str, Any]]:
@@ -103,3 +110,53 @@ def logit_jacobian_claims(result: dict[str, Any], sam: str = "1-SAM", close: flo
         claims.append({"claim": f"{sam}'s final {what} is below SGD's", "holds": a < b,
                        "evidence": f"{sam} {a:.3g} vs SGD {b:.3g}"})
     return claims
+
+
+def early_stopping(result: dict[str, Any], label: str = "SGD") -> dict[str, Any]:
+    """Early stopping read off ``label``'s history: the epoch of best test accuracy.
+
+    This is an *oracle* (it looks at the test set to choose the epoch), so it is an upper
+    bound on what early stopping with a held-out noisy validation set can achieve.
+    """
+    runs = _runs(result, label)
+    return {
+        "method": f"{label} + early stopping (oracle)",
+        "best": _mean([r["best_test_acc"] for r in runs]),
+        "final": _mean([r["best_test_acc"] for r in runs]),  # stopped at its best epoch
+        "epoch": _mean([r["best_epoch"] for r in runs]),
+    }
+
+
+def recovery(result: dict[str, Any], baseline: str = "SGD", target: str = "SAM", cost_limit: float = 1.15) -> list[dict[str, Any]]:
+    """How much of ``target``'s gain over ``baseline`` each other method recovers (notebook 05).
+
+    One row per method label with mean best and final test accuracy over seeds, cost per
+    epoch relative to ``baseline`` (seconds per epoch measured in the same result file),
+    the fractions ``(method − baseline) / (target − baseline)`` of the gain in best and in
+    final accuracy (``None`` where the target has no gain), and ``cheap``: cost ≤ ``cost_limit``.
+    """
+    if cost_limit <= 0:
+        raise ValueError(f"cost_limit must be > 0, got cost_limit={cost_limit}")
+    labels = list(dict.fromkeys(r["method"] for r in result["runs"]))
+    for needed in (baseline, target):
+        _runs(result, needed)
+    spe = {k: _mean([r["seconds_per_epoch"] for r in _runs(result, k)]) for k in labels}
+    best = {k: _best(result, k) for k in labels}
+    final = {k: _mean([r["final_test_acc"] for r in _runs(result, k)]) for k in labels}
+
+    def fraction(metric: dict[str, float], k: str) -> float | None:
+        gain = metric[target] - metric[baseline]
+        return (metric[k] - metric[baseline]) / gain if gain > 0 else None
+
+    return [
+        {
+            "method": k,
+            "best": best[k],
+            "final": final[k],
+            "cost": spe[k] / spe[baseline],
+            "recovered_best": fraction(best, k),
+            "recovered_final": fraction(final, k),
+            "cheap": spe[k] / spe[baseline] <= cost_limit,
+        }
+        for k in labels
+    ]

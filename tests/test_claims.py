@@ -65,3 +65,30 @@ def test_accuracy_stderr_and_test_size():
     assert test_size({"dataset": "cifar10-mini: 5000 train / 1000 test, 10 classes"}) == 1000
     with pytest.raises(ValueError, match="test-set size"):
         test_size({"experiment": "x", "dataset": "mystery"})
+
+
+def _cost_run(method: str, best: float, final: float, spe: float, epoch: int = 5) -> dict:
+    return {"method": method, "seed": 0, "best_test_acc": best, "final_test_acc": final,
+            "seconds_per_epoch": spe, "best_epoch": epoch, "history": []}
+
+
+def test_recovery_fractions_by_hand():
+    from samlab.claims import early_stopping, recovery
+
+    result = {"runs": [_cost_run("SGD", 0.50, 0.40, 10.0, epoch=7), _cost_run("SAM", 0.60, 0.55, 20.0),
+                       _cost_run("reg", 0.55, 0.52, 11.0), _cost_run("slow", 0.62, 0.40, 12.0)]}
+    rows = {r["method"]: r for r in recovery(result)}
+    assert rows["reg"]["recovered_best"] == pytest.approx(0.5)    # (0.55 − 0.50) / (0.60 − 0.50)
+    assert rows["reg"]["recovered_final"] == pytest.approx(0.8)   # (0.52 − 0.40) / (0.55 − 0.40)
+    assert rows["reg"]["cost"] == pytest.approx(1.1) and rows["reg"]["cheap"]
+    assert rows["slow"]["cost"] == pytest.approx(1.2) and not rows["slow"]["cheap"]
+    assert rows["SAM"]["recovered_best"] == pytest.approx(1.0) and rows["SGD"]["recovered_final"] == 0
+    es = early_stopping(result)
+    assert es["final"] == 0.50 and es["epoch"] == 7
+    # no gain of the target -> no fraction
+    result["runs"][1] = _cost_run("SAM", 0.45, 0.35, 20.0)
+    assert all(r["recovered_best"] is None for r in recovery(result))
+    with pytest.raises(ValueError, match="cost_limit"):
+        recovery(result, cost_limit=0)
+    with pytest.raises(ValueError, match="'SAM'"):
+        recovery({"runs": [_cost_run("SGD", 0.5, 0.4, 1.0)]})

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from samlab.train import History
 
-__all__ = ["METRIC_LABELS", "plot_comparison", "plot_fit", "plot_memorisation", "plot_metric"]
+__all__ = ["METRIC_LABELS", "plot_comparison", "plot_cost_accuracy", "plot_fit", "plot_memorisation", "plot_metric"]
 
 METRIC_LABELS = {
     "test_acc": "test accuracy",
@@ -100,3 +100,26 @@ def plot_comparison(histories: Mapping[str, History], keys=("test_acc", "clean_f
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_cost_accuracy(rows: list[Mapping], keys=("best", "final"), ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Test accuracy against cost per epoch (× SGD), one point per method and metric.
+
+    ``rows`` as returned by :func:`samlab.claims.recovery` (keys ``method``, ``cost`` and
+    the accuracy ``keys``). Taught in notebook 05.
+    """
+    ax = _ax(ax)
+    markers = {"best": "o", "final": "s"}
+    for key in keys:
+        ax.scatter([r["cost"] for r in rows], [r[key] for r in rows], marker=markers.get(key, "^"),
+                   label=f"{key} test accuracy", alpha=0.8)
+    for r in rows:
+        ax.annotate(r["method"], (r["cost"], max(r[k] for k in keys)), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axvline(1.15, color="grey", ls=":", lw=1, label="1.15 × SGD")
+    ax.set_xlabel("cost per epoch (× SGD, measured)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

@@ -1,0 +1,65 @@
+"""Exercise checks for notebook 05 (cheaper alternatives to SAM)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from samlab.checks.common import as_number, call, close
+
+__all__ = ["check_penalty_gradient", "check_recovered_fraction"]
+
+
+def _final(result: dict[str, Any], label: str) -> float:
+    runs = [r for r in result["runs"] if r["method"] == label]
+    if not runs:
+        raise ValueError(f"the result has no runs of method {label!r}")
+    return sum(r["final_test_acc"] for r in runs) / len(runs)
+
+
+def check_recovered_fraction(answer: object, result: dict[str, Any], method: str) -> bool:
+    """Exercise 1: the fraction of SAM's gain over SGD in *final* test accuracy that ``method`` recovers."""
+    value = as_number(answer, "The fraction")
+    if value is None:
+        return False
+    sgd, sam, m = _final(result, "SGD"), _final(result, "SAM"), _final(result, method)
+    right = (m - sgd) / (sam - sgd)
+    if math.isclose(value, right, rel_tol=1e-6, abs_tol=1e-9):
+        print(f"✓ Right: {method} recovers {right:.0%} of SAM's gain in final test accuracy.")
+        return True
+    if math.isclose(value, 100 * right, rel_tol=1e-6):
+        print("✗ That is a percentage; give a fraction (1.0 = all of SAM's gain).")
+    elif math.isclose(value, (sam - m) / (sam - sgd), rel_tol=1e-6):
+        print("✗ That is the part of the gain that is *missing*; measure from SGD up, not from SAM down.")
+    elif not math.isclose(sam, m) and math.isclose(value, (m - sgd) / (sam - m), rel_tol=1e-6):
+        print("✗ Check the denominator: it is SAM's gain over SGD.")
+    else:
+        print("✗ Not quite: (method − SGD) / (SAM − SGD), with each method's final_test_acc.")
+    return False
+
+
+def check_penalty_gradient(fn: object) -> bool:
+    """Exercise 2: ``fn(W, gamma_w)`` returns the gradient of γ_w ‖W‖² with respect to W."""
+    gen = torch.Generator().manual_seed(5)
+    W = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    gamma = 0.3
+    out = call(fn, W.clone(), gamma)
+    if out is None:
+        return False
+    right = 2 * gamma * W
+    if close(out, right):
+        print("✓ Right: the gradient of γ‖W‖² is 2γW — a pull of every weight towards 0, like weight decay on the head.")
+        return True
+    if out.shape != W.shape:
+        print(f"✗ The gradient has the shape of W, {tuple(W.shape)}; yours is {tuple(out.shape)}.")
+    elif close(out, gamma * W):
+        print("✗ Off by a factor of 2: differentiate the square, d/dW ‖W‖² = 2W.")
+    elif close(out, -right):
+        print("✗ The sign is flipped: the gradient points *away* from 0 (the step goes towards it).")
+    elif close(out, 2 * W):
+        print("✗ You forgot the coefficient γ.")
+    else:
+        print("✗ Not quite. Write ‖W‖² = Σ_ij W_ij² and differentiate entry by entry.")
+    return False
