@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.samlab-installed
 PROFILE ?= cpu
 
-.PHONY: setup lab test test-fast reproduce results-table bench
+.PHONY: setup lab test test-fast reproduce results-table bench student html
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,11 @@ reproduce: setup
 # The README's results table, generated from data/results/.
 results-table: setup
 	$(BIN)/python -m samlab.experiments table --readme README.md
+
+# Student copies of the notebooks with exercises (solutions stubbed, outputs cleared) in notebooks/exercises/.
+student: setup
+	$(BIN)/python -m samlab.course student
+
+# Static HTML of every notebook (saved outputs, nothing re-run) and an index, in _site/; fails on broken links.
+html: setup
+	$(BIN)/python -m samlab.course html --out _site
