@@ -16,6 +16,14 @@ from ``(seed, epoch)``, so an epoch depends only on the weights it starts from. 
 atomically after every epoch; calling ``fit`` again with the same arguments continues
 from the last saved epoch and ends with the same history as an uninterrupted run.
 A checkpoint written under a different configuration is refused with an error.
+
+Speed: each epoch's record has ``images_per_second`` (training images per second of the
+epoch's training loop, evaluation excluded). The GPU fast path (notebook 04,
+:mod:`samlab.fast`) is opt-in through three fields, all off by default:
+``image_storage="uint8"`` (training images on the device as 8-bit codes, normalised and
+augmented per batch on the device), ``memory_format="channels_last"`` and
+``compile=True``. They change how the same computation runs, not what it computes, so
+they are not part of a checkpoint's configuration: a run may resume under other ones.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +42,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from samlab import fast
 from samlab.augment import random_crop_flip
 from samlab.data import Dataset
 from samlab.losses import per_example_loss, predictions
 from samlab.methods.base import Method
 
-__all__ = ["SCHEDULES", "FitConfig", "History", "evaluate", "fit"]
+__all__ = ["SCHEDULES", "FitConfig", "History", "epoch_batches", "evaluate", "fit"]
 
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -57,6 +68,11 @@ class FitConfig:
     eval_batch_size: int = 2048
     checkpoint: str | None = None
     progress: bool = True
+    #: fast path (see :mod:`samlab.fast`): "float32" (index the dataset's float tensor) or
+    #: "uint8" (training images on the device as 8-bit codes, decoded per batch)
+    image_storage: str = "float32"
+    memory_format: str = "contiguous"  #: "contiguous" or "channels_last" (model and batches)
+    compile: bool = False  #: ``model.compile()`` before training
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -71,6 +87,16 @@ class FitConfig:
             raise ValueError(f"weight_decay must be >= 0, got weight_decay={self.weight_decay}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got schedule={self.schedule!r}")
+        if self.image_storage not in fast.IMAGE_STORAGES:
+            raise ValueError(
+                f"image_storage must be one of {fast.IMAGE_STORAGES}, got image_storage={self.image_storage!r}"
+            )
+        if self.memory_format not in fast.MEMORY_FORMATS:
+            raise ValueError(
+                f"memory_format must be one of {fast.MEMORY_FORMATS}, got memory_format={self.memory_format!r}"
+            )
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got compile={self.compile!r}")
 
     def lr_factor(self, epoch: int) -> float:
         if self.schedule == "cosine":
@@ -114,12 +140,20 @@ class History:
             "final_clean_fit": self.records[-1]["clean_fit"],
             "final_noisy_fit": self.records[-1]["noisy_fit"],
             "seconds_per_epoch": self.seconds_per_epoch,
+            "images_per_second": self.images_per_second,
         }
 
     @property
     def seconds_per_epoch(self) -> float:
         train = [r["seconds"] for r in self.records if r["epoch"] > 0]
         return sum(train) / len(train) if train else float("nan")
+
+    @property
+    def images_per_second(self) -> float:
+        """Median over the trained epochs (robust to a first epoch that compiles or warms up)."""
+        ips = [r.get("images_per_second") for r in self.records if r["epoch"] > 0]
+        ips = [v for v in ips if v is not None and not math.isnan(v)]
+        return float(statistics.median(ips)) if ips else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "info": self.info}
@@ -134,15 +168,24 @@ def _group_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, batch_size: int = 2048) -> dict[str, float]:
-    """Accuracies, losses and norms of ``model`` on ``data`` (eval mode, no gradients)."""
+def evaluate(
+    model: nn.Module, data: Dataset, batch_size: int = 2048, memory_format: str = "contiguous"
+) -> dict[str, float]:
+    """Accuracies, losses and norms of ``model`` on ``data`` (eval mode, no gradients).
+
+    ``memory_format="channels_last"`` feeds the batches in that layout (for a model in it).
+    """
     was_training = model.training
     model.eval()
+    fmt = fast.memory_format(memory_format)
 
     def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, feat_norms = [], []
         for i in range(0, len(x), batch_size):
-            feats = model.features(x[i : i + batch_size])
+            xb = x[i : i + batch_size]
+            if fmt == torch.channels_last and xb.ndim == 4:
+                xb = xb.contiguous(memory_format=fmt)
+            feats = model.features(xb)
             out = model.head(feats)
             logits.append(out.squeeze(-1) if out.shape[-1] == 1 else out)
             feat_norms.append(torch.linalg.vector_norm(feats.float(), dim=1))
@@ -171,7 +214,8 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 2048) -> dict[st
 
 def _fingerprint(model: nn.Module, method: Method, data: Dataset, config: FitConfig) -> dict[str, Any]:
     cfg = dataclasses.asdict(config)
-    for volatile in ("checkpoint", "progress", "eval_batch_size"):
+    # how the computation runs, not what it computes: a run may resume under other values
+    for volatile in ("checkpoint", "progress", "eval_batch_size", "image_storage", "memory_format", "compile"):
         cfg.pop(volatile)
     return json.loads(
         json.dumps(
@@ -198,6 +242,36 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
 
 
+def epoch_batches(
+    data: Dataset,
+    config: FitConfig,
+    order: torch.Tensor,
+    generator: torch.Generator,
+    steps: int,
+    batch: int,
+    images: fast.DeviceImages | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(x, y)`` training batches of one epoch, in ``order``, augmented from ``generator``.
+
+    Default path: index the float tensor, augment per batch. With ``images`` (the
+    ``image_storage="uint8"`` fast path) the batches come from :func:`samlab.fast.epoch_batches`:
+    the same numbers, decoded on the device.
+    """
+    fmt = fast.memory_format(config.memory_format)
+    if images is not None:
+        for idx, x in fast.epoch_batches(images, order, steps, batch, config.augment, generator, fmt):
+            yield x, data.y_train[idx]
+        return
+    for s in range(steps):
+        idx = order[s * batch : (s + 1) * batch]
+        x = data.x_train[idx]
+        if config.augment:
+            x = random_crop_flip(x, generator=generator)
+        if fmt == torch.channels_last:
+            x = x.contiguous(memory_format=fmt)
+        yield x, data.y_train[idx]
+
+
 def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | None = None, **overrides: Any) -> History:
     """Train ``model`` on ``data`` with ``method`` for ``config.epochs`` epochs.
 
@@ -212,6 +286,13 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
         raise ValueError(f"model is on {next(model.parameters()).device} but data is on {device}; move one of them")
     if config.augment and data.x_train.ndim != 4:
         raise ValueError("augment=True needs image data of shape (N, C, H, W)")
+    if config.memory_format == "channels_last" and data.x_train.ndim != 4:
+        raise ValueError("memory_format='channels_last' needs image data of shape (N, C, H, W)")
+    images = fast.DeviceImages.from_dataset(data) if config.image_storage == "uint8" else None
+    if config.memory_format == "channels_last":
+        model.to(memory_format=torch.channels_last)
+    if config.compile:
+        model.compile()  # in place: parameter names (and checkpoints) unchanged
 
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -241,7 +322,16 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
     steps = max(1, n // batch)  # incomplete last batch dropped: every batch has `batch` examples
 
     if start == 0 and not history.records:
-        history.records.append({"epoch": 0, "lr": config.lr, "train_loss": float("nan"), "seconds": 0.0, **evaluate(model, data, config.eval_batch_size)})
+        history.records.append(
+            {
+                "epoch": 0,
+                "lr": config.lr,
+                "train_loss": float("nan"),
+                "seconds": 0.0,
+                "images_per_second": float("nan"),
+                **evaluate(model, data, config.eval_batch_size, config.memory_format),
+            }
+        )
 
     from tqdm.auto import tqdm
 
@@ -256,19 +346,21 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
-        for s in range(steps):
-            idx = order[s * batch : (s + 1) * batch]
-            x = data.x_train[idx]
-            if config.augment:
-                x = random_crop_flip(x, generator=gen)
-            info = method.step(model, x, data.y_train[idx], optimizer)
+        for x, y in epoch_batches(data, config, order, gen, steps, batch, images):
+            info = method.step(model, x, y, optimizer)
             loss_sum += info.losses.mean()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         scheduler.step()
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / steps, "seconds": seconds}
-        record.update(evaluate(model, data, config.eval_batch_size))
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": float(loss_sum) / steps,
+            "seconds": seconds,
+            "images_per_second": steps * batch / seconds if seconds > 0 else float("nan"),
+        }
+        record.update(evaluate(model, data, config.eval_batch_size, config.memory_format))
         history.records.append(record)
         bar.set_postfix(test=f"{record['test_acc']:.3f}", noisy_fit=f"{record['noisy_fit']:.2f}")
         if ckpt is not None:

@@ -19,7 +19,7 @@ def _setup(seed: int = 0):
 def _strip_time(h: train.History) -> list[dict]:
     """Records without wall time, NaN replaced by a marker so that equal runs compare equal."""
     return [
-        {k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "seconds"}
+        {k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k not in ("seconds", "images_per_second")}
         for r in h.records
     ]
 

@@ -1,0 +1,81 @@
+"""Exercise checks for notebook 04 (the GPU experiment: ResNet-18 on CIFAR-10)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from samlab.checks.common import as_number
+
+__all__ = ["check_cost_ratio", "check_early_stopping_gain"]
+
+
+def _runs(result: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    runs = [r for r in result["runs"] if r["method"] == method]
+    if not runs:
+        known = sorted({r["method"] for r in result["runs"]})
+        raise ValueError(f"the result has no runs of method {method!r}; methods: {known}")
+    return runs
+
+
+def _mean(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.mean(r[key] for r in runs)
+
+
+def check_cost_ratio(answer: object, result: dict[str, Any], method: str = "SAM") -> bool:
+    """Exercise 1: how many times longer an epoch of ``method`` takes than an epoch of SGD.
+
+    Right: mean ``seconds_per_epoch`` of ``method`` over that of SGD, or equally SGD's
+    ``images_per_second`` over ``method``'s (both measure the same thing).
+    """
+    value = as_number(answer, "The cost ratio")
+    if value is None:
+        return False
+    mine, sgd = _runs(result, method), _runs(result, "SGD")
+    by_time = _mean(mine, "seconds_per_epoch") / _mean(sgd, "seconds_per_epoch")
+    right = [by_time]
+    if all(r.get("images_per_second") for r in mine + sgd):
+        right.append(_mean(sgd, "images_per_second") / _mean(mine, "images_per_second"))
+    if any(math.isclose(value, r, rel_tol=1e-6) for r in right):
+        print(f"✓ Right: an epoch of {method} costs {value:.2f}× an epoch of SGD"
+              + (" (two gradient computations per step instead of one)." if method == "SAM" else "."))
+        return True
+    if any(math.isclose(value, 1 / r, rel_tol=1e-6) for r in right):
+        print(f"✗ The ratio is upside down: divide {method}'s time per epoch by SGD's "
+              f"(or SGD's images/s by {method}'s).")
+    elif any(math.isclose(value, 100 * (r - 1), rel_tol=1e-6) for r in right):
+        print("✗ That is the extra cost in percent; the question asks for the ratio (e.g. 2.0, not 100).")
+    elif any(math.isclose(value, r * 100, rel_tol=1e-6) for r in right):
+        print("✗ Give the ratio itself, not a percentage.")
+    else:
+        print(f"✗ Not quite. Take 'seconds_per_epoch' of the runs of {method} and of SGD in result['runs'] "
+              "and divide.")
+    return False
+
+
+def check_early_stopping_gain(answer: object, result: dict[str, Any], method: str = "SGD") -> bool:
+    """Exercise 2: how many percentage points of test accuracy early stopping saves ``method``
+    (best minus final test accuracy, × 100)."""
+    value = as_number(answer, "The gain of early stopping")
+    if value is None:
+        return False
+    runs = _runs(result, method)
+    gain = 100 * (_mean(runs, "best_test_acc") - _mean(runs, "final_test_acc"))
+    if math.isclose(value, gain, abs_tol=1e-6):
+        if gain > 0:
+            print(f"✓ Right: stopping {method} at its best epoch keeps {gain:.2f} points that further "
+                  "training loses.")
+        else:
+            print(f"✓ Right: here {method}'s last epoch is its best, so early stopping saves nothing "
+                  "(the run is short).")
+        return True
+    if gain and math.isclose(value, gain / 100, abs_tol=1e-8):
+        print("✗ That is a difference of fractions; the question asks for percentage points (× 100).")
+    elif gain and math.isclose(value, -gain, abs_tol=1e-6):
+        print("✗ The sign is flipped: best minus final (early stopping can only help).")
+    elif math.isclose(value, 100 * _mean(runs, "best_test_acc"), abs_tol=1e-6):
+        print("✗ That is the best accuracy itself; subtract the final one.")
+    else:
+        print(f"✗ Not quite. Use 'best_test_acc' and 'final_test_acc' of the run of {method} in result['runs'].")
+    return False
