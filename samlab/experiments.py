@@ -39,6 +39,8 @@ __all__ = [
     "REGULARISERS",
     "README_MARKERS",
     "committed_table",
+    "confusion",
+    "confusion_counts",
     "update_readme",
     "Experiment",
     "experiment",
@@ -260,6 +262,60 @@ def resnet18_cifar10_30(profile: str) -> Experiment:
     )
 
 
+def _structured(profile: str, rate: float) -> Experiment:
+    """Notebook 07: class-conditional (asymmetric) noise with the standard CIFAR-10 mapping.
+
+    Notebook 03's setting with the noise kind changed: SGD, SAM, per-example J-SAM, the
+    regulariser of notebook 05 (last-layer weight and feature norms) and SANER over SAM.
+    """
+    base = _logit_jacobian(profile, rate)
+    return dataclasses.replace(
+        base,
+        name=f"asymmetric-{round(100 * rate)}",
+        description=f"structured noise: asymmetric (class-conditional) {rate:.0%}",
+        noise="asymmetric",
+        methods={
+            "SGD": base.methods["SGD"],
+            "SAM": base.methods["SAM"],
+            "J-SAM": base.methods["J-SAM"],
+            "reg W+A 3e-3": REGULARISERS["reg W+A 3e-3"],
+            "SANER(SAM)": {"method": "saner", "inner": {"method": "sam", "rho": 0.05}, "alpha": 0.5, "k": 20},
+        },
+    )
+
+
+@experiment
+def asymmetric_20(profile: str) -> Experiment:
+    return _structured(profile, 0.2)
+
+
+@experiment
+def asymmetric_40(profile: str) -> Experiment:
+    return _structured(profile, 0.4)
+
+
+def confusion_counts(y_true: torch.Tensor, y_other: torch.Tensor, num_classes: int) -> list[list[int]]:
+    """Counts C[i][j] of examples with ``y_true == i`` and ``y_other == j``."""
+    if y_true.shape != y_other.shape:
+        raise ValueError(f"y_true and y_other must have the same shape, got {tuple(y_true.shape)} and {tuple(y_other.shape)}")
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    counts.index_put_((y_true.cpu().long(), y_other.cpu().long()), torch.ones(len(y_true), dtype=torch.int64), accumulate=True)
+    return counts.tolist()
+
+
+@torch.no_grad()
+def confusion(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch_size: int = 2048) -> list[list[int]]:
+    """Counts C[i][j] of examples of class ``i`` (rows: the labels ``y``) predicted as ``j``."""
+    was_training = model.training
+    model.eval()
+    preds = []
+    for i in range(0, len(x), batch_size):
+        out = model(x[i : i + batch_size])
+        preds.append(out.argmax(-1) if out.ndim == 2 and out.shape[-1] > 1 else (out.reshape(-1) > 0).long())
+    model.train(was_training)
+    return confusion_counts(y, torch.cat(preds), num_classes)
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -357,6 +413,8 @@ def run(
         "config": config,
         "dataset": ds.describe(),
         "realised_noise_rate": ds.noise.realised_rate if ds.noise else 0.0,
+        #: counts N[i][j] of training examples of true class i given observed label j
+        "noise_confusion": confusion_counts(ds.y_train_clean, ds.y_train, ds.num_classes),
         **env,
         "command": f"python -m samlab.experiments run {name} --profile {profile}",
         "runs": [],
@@ -390,6 +448,8 @@ def run(
             "hardware": env["hardware"],
             "git_commit": env["git_commit"],
             "history": history.records,
+            #: final model on the test set: C[i][j] = test images of class i predicted as j
+            "test_confusion": confusion(model, ds.x_test, ds.y_test, ds.num_classes),
         }
         if save:
             with _locked(path):

@@ -6,6 +6,7 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from samlab import experiments, train
 
@@ -158,3 +159,27 @@ def test_load_or_run_prefers_the_saved_file(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a saved result must not be retrained"))
     again = experiments.load_or_run("tiny", "cpu")
     assert [r["wall_seconds"] for r in again["runs"]] == [r["wall_seconds"] for r in first["runs"]]
+
+
+def test_confusion_counts_match_scikit_learn():
+    from sklearn.metrics import confusion_matrix
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randint(0, 4, (200,), generator=gen), torch.randint(0, 4, (200,), generator=gen)
+    assert experiments.confusion_counts(a, b, 4) == confusion_matrix(a.numpy(), b.numpy(), labels=range(4)).tolist()
+    with pytest.raises(ValueError, match="same shape"):
+        experiments.confusion_counts(a, b[:10], 4)
+
+
+def test_run_records_noise_and_test_confusion(tmp_path, tiny):
+    from samlab import data as data_mod
+
+    res = experiments.run("tiny", "smoke", save=False, progress=False)
+    ds = data_mod.load("digits", noise="symmetric-flip", rate=0.3, noise_seed=0)
+    noise = torch.tensor(res["noise_confusion"])
+    assert int(noise.sum()) == len(ds.y_train)
+    assert 1 - noise.diagonal().sum().item() / noise.sum().item() == pytest.approx(res["realised_noise_rate"])
+    for run in res["runs"]:
+        c = torch.tensor(run["test_confusion"])
+        assert int(c.sum()) == len(ds.y_test)
+        assert c.diagonal().sum().item() / c.sum().item() == pytest.approx(run["final_test_acc"], abs=1e-6)
