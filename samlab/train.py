@@ -8,7 +8,16 @@ examples (``clean_fit``), the accuracy on noisy examples against their *observed
 (``noisy_fit``, memorisation) and against their *true* labels (``noisy_true``), the mean
 losses of both groups, the test accuracy and loss, the last-layer weight norm
 (``head_norm``) and the mean penultimate feature norm (``feature_norm``), the learning
-rate and the wall time. Epoch 0 is the initial model.
+rate and the wall time. Epoch 0 is the initial model. Methods that report numbers in
+``StepInfo.extras`` (F-SAM's ``cos_g_ema``, SANER's ``frac_shrunk``, ...) get their mean
+over the epoch's steps recorded as ``step_<name>`` (NaN values are left out of the mean;
+a key that was NaN at every step records NaN); epoch 0 has none.
+
+``fit(..., on_epoch=fn)`` calls ``fn(epoch, model)`` after epoch 0's evaluation (fresh
+runs only) and after each trained epoch's record (and checkpoint): a probe that
+measures the model (notebook 06's gradient groups, :mod:`samlab.analysis`). It must leave
+the model's weights, buffers and mode as it found them; what it measures is not part of
+the history or the checkpoint, and epochs restored from a checkpoint are not probed.
 
 Reproducibility and resume: each epoch's shuffling, augmentation and dropout are seeded
 from ``(seed, epoch)``, so an epoch depends only on the weights it starts from. With
@@ -34,7 +43,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,11 +281,42 @@ def epoch_batches(
         yield x, data.y_train[idx]
 
 
-def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | None = None, **overrides: Any) -> History:
+class _StepMeans:
+    """Running sums of ``StepInfo.extras`` over one epoch's steps, NaN values skipped (floats only)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, extras: dict[str, float]) -> None:
+        for key, value in extras.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if key not in self.sums:
+                self.sums[key], self.counts[key] = 0.0, 0
+            if not math.isnan(value):
+                self.sums[key] += float(value)
+                self.counts[key] += 1
+
+    def record(self) -> dict[str, float]:
+        return {f"step_{k}": (self.sums[k] / self.counts[k] if self.counts[k] else float("nan")) for k in self.sums}
+
+
+def fit(
+    model: nn.Module,
+    method: Method,
+    data: Dataset,
+    config: FitConfig | None = None,
+    *,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    **overrides: Any,
+) -> History:
     """Train ``model`` on ``data`` with ``method`` for ``config.epochs`` epochs.
 
     The model and data must be on the same device. ``overrides`` replace fields of
-    ``config`` (``fit(model, method, data, epochs=5)``).
+    ``config`` (``fit(model, method, data, epochs=5)``). ``on_epoch(epoch, model)``, if
+    given, is called after epoch 0's evaluation and after every trained epoch (see the
+    module docstring); it must leave the model as it found it.
     """
     config = dataclasses.replace(config or FitConfig(), **overrides)
     if not isinstance(method, Method):
@@ -332,6 +372,8 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
                 **evaluate(model, data, config.eval_batch_size, config.memory_format),
             }
         )
+        if on_epoch is not None:
+            on_epoch(0, model)
 
     from tqdm.auto import tqdm
 
@@ -346,9 +388,12 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
+        step_means = _StepMeans()
         for x, y in epoch_batches(data, config, order, gen, steps, batch, images):
             info = method.step(model, x, y, optimizer)
             loss_sum += info.losses.mean()
+            if info.extras:
+                step_means.add(info.extras)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
@@ -359,6 +404,7 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
             "train_loss": float(loss_sum) / steps,
             "seconds": seconds,
             "images_per_second": steps * batch / seconds if seconds > 0 else float("nan"),
+            **step_means.record(),
         }
         record.update(evaluate(model, data, config.eval_batch_size, config.memory_format))
         history.records.append(record)
@@ -376,5 +422,7 @@ def fit(model: nn.Module, method: Method, data: Dataset, config: FitConfig | Non
                     "history": history.to_dict(),
                 },
             )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
     bar.close()
     return history
