@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -280,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--throughput", action="store_true", help="images/s of the fast data path of train.fit vs the default"
     )
     parser.add_argument("--compile", action="store_true", help="with --throughput: also time torch.compile")
+    parser.add_argument("--out", default=None, help="also write the JSON records (a list) to this file")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
@@ -311,8 +313,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_table(rec), flush=True)
         print(flush=True)
         records.append(rec)
-    for rec in records:
-        line = {k: rec[k] for k in ("device", "model", "batch", "ms_per_step", "ratio_to_sgd", "targets", "skipped")}
+    lines = [
+        {k: rec[k] for k in ("device", "model", "batch", "ms_per_step", "ratio_to_sgd", "targets", "skipped")}
+        for rec in records
+    ]
+    if args.out:
+        from samlab import provenance
+
+        env = {k: v for k, v in provenance.record(torch.device(args.device)).items() if k in ("hardware", "git_commit", "date", "torch")}
+        cmd = "python -m samlab.bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": cmd.strip(), **env, "records": lines}, indent=1))
+    for line in lines:
         print(json.dumps(line), flush=True)
     return 0
 

@@ -46,6 +46,7 @@ __all__ = [
     "experiment",
     "get",
     "histories",
+    "load_bench",
     "load_or_run",
     "load_result",
     "main",
@@ -509,6 +510,19 @@ def load_result(name: str, profile: str | None = None, root: Path | None = None)
     if not path.exists():
         return None
     return json.loads(path.read_text())
+
+
+def load_bench(profile: str | None = None, model: str = "small-cnn-gn", root: Path | None = None) -> dict[str, Any] | None:
+    """The committed benchmark record of ``model`` for ``profile`` (``data/results/<profile>/bench.json``,
+    written by ``python -m samlab.bench --out``), with the file's provenance; ``None`` if absent."""
+    path = result_path("bench", profile or profiles.active(), root)
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    for rec in saved["records"]:
+        if rec["model"] == model:
+            return {**{k: v for k, v in saved.items() if k != "records"}, **rec}
+    return None
 
 
 def load_or_run(name: str, profile: str | None = None, *, rerun: bool = False, **run_kwargs: Any) -> dict[str, Any]:

@@ -183,3 +183,14 @@ def test_run_records_noise_and_test_confusion(tmp_path, tiny):
         c = torch.tensor(run["test_confusion"])
         assert int(c.sum()) == len(ds.y_test)
         assert c.diagonal().sum().item() / c.sum().item() == pytest.approx(run["final_test_acc"], abs=1e-6)
+
+
+def test_load_bench_reads_one_model_with_provenance(tmp_path):
+    path = tmp_path / "cpu" / "bench.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"command": "python -m samlab.bench", "hardware": "CPU", "records": [
+        {"model": "a", "ratio_to_sgd": {"sgd": 1.0}}, {"model": "small-cnn-gn", "ratio_to_sgd": {"sgd": 1.0, "sam": 2.0}}]}))
+    rec = experiments.load_bench("cpu", root=tmp_path)
+    assert rec["ratio_to_sgd"]["sam"] == 2.0 and rec["hardware"] == "CPU" and rec["command"] == "python -m samlab.bench"
+    assert experiments.load_bench("cpu", model="zzz", root=tmp_path) is None
+    assert experiments.load_bench("gpu", root=tmp_path) is None

@@ -563,3 +563,13 @@ def test_bench_main_runs_and_ends_with_a_json_line(capsys):
         assert record["ms_per_step"][label] > 0
     assert record["ratio_to_sgd"]["sgd"] == 1.0
     assert set(record["ms_per_step"]) | set(record["skipped"]) >= set(bench.VARIANTS)
+
+
+def test_bench_out_file_holds_the_printed_records_and_provenance(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--models", "mlp", "--repeats", "1", "--warmup", "0", "--batch", "4", "--methods", "sam", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads(out.read_text())
+    assert saved["records"] == [printed]
+    assert saved["command"].startswith("python -m samlab.bench --models mlp")
+    assert {"hardware", "git_commit", "date"} <= set(saved)
