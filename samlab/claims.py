@@ -13,10 +13,17 @@ from typing import Any
 
 __all__ = [
     "accuracy_stderr",
+    "bench_costs",
     "early_stopping",
+    "final_confusion",
     "logit_jacobian_claims",
     "memorisation_claims",
+    "memorisation_epoch",
+    "noise_source_classes",
+    "per_class_accuracy",
     "recovery",
+    "row_normalise",
+    "structured_noise_claims",
     "test_size",
 ]
 
@@ -55,6 +62,14 @@ def accuracy_stderr(acc: float, n: int) -> float:
     if not 0 <= acc <= 1:
         raise ValueError(f"acc must be in [0, 1], got acc={acc}")
     return math.sqrt(acc * (1 - acc) / n)
+
+
+def memorisation_epoch(run: dict[str, Any], level: float = 0.5) -> int | None:
+    """The first epoch at which a run fits at least ``level`` of its noisy examples to their
+    wrong label (``None`` if it never does): how long a method holds off memorisation."""
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], got level={level}")
+    return next((int(h["epoch"]) for h in run["history"] if h["noisy_fit"] is not None and h["noisy_fit"] >= level), None)
 
 
 def memorisation_claims(result: dict[str, Any], sam: str = "SAM") -> list[dict[str, Any]]:
@@ -127,13 +142,47 @@ def early_stopping(result: dict[str, Any], label: str = "SGD") -> dict[str, Any]
     }
 
 
-def recovery(result: dict[str, Any], baseline: str = "SGD", target: str = "SAM", cost_limit: float = 1.15) -> list[dict[str, Any]]:
+def bench_costs(result: dict[str, Any], bench_record: dict[str, Any]) -> dict[str, float]:
+    """Cost of each method label of ``result`` relative to SGD, read from a benchmark record.
+
+    ``bench_record`` is one model's JSON record of ``python -m samlab.bench`` (keys
+    ``ratio_to_sgd``, per benchmark variant: ``sgd``, ``sam``, ``1-sam``, ``jsam-1``,
+    ``regsgd``, ``regsgd-weighted``, ...). A label's method config is mapped to its variant;
+    a per-step cost does not depend on SGD's weight decay or a regulariser's coefficients.
+    Labels with no matching variant are left out.
+    """
+    ratios = bench_record["ratio_to_sgd"]
+    out: dict[str, float] = {}
+    for label, cfg in result["config"]["methods"].items():
+        name = cfg["method"]
+        if name == "regsgd":
+            variant = "regsgd-weighted" if cfg.get("weighted") else "regsgd"
+        elif name == "sam":
+            variant = "1-sam" if cfg.get("m") == 1 else ("asam" if cfg.get("adaptive") else "sam")
+        elif name in ("lsam", "jsam"):
+            variant = f"{name}-1" if cfg.get("per_example") else name
+        else:
+            variant = name
+        if variant in ratios:
+            out[label] = float(ratios[variant])
+    return out
+
+
+def recovery(
+    result: dict[str, Any],
+    baseline: str = "SGD",
+    target: str = "SAM",
+    cost_limit: float = 1.15,
+    costs: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """How much of ``target``'s gain over ``baseline`` each other method recovers (notebook 05).
 
     One row per method label with mean best and final test accuracy over seeds, cost per
     epoch relative to ``baseline`` (seconds per epoch measured in the same result file),
     the fractions ``(method − baseline) / (target − baseline)`` of the gain in best and in
     final accuracy (``None`` where the target has no gain), and ``cheap``: cost ≤ ``cost_limit``.
+    ``costs`` (label -> cost relative to the baseline, e.g. from :func:`bench_costs`)
+    replaces the measured seconds per epoch where given.
     """
     if cost_limit <= 0:
         raise ValueError(f"cost_limit must be > 0, got cost_limit={cost_limit}")
@@ -153,10 +202,108 @@ def recovery(result: dict[str, Any], baseline: str = "SGD", target: str = "SAM",
             "method": k,
             "best": best[k],
             "final": final[k],
-            "cost": spe[k] / spe[baseline],
+            "cost": (costs or {}).get(k, spe[k] / spe[baseline]),
             "recovered_best": fraction(best, k),
             "recovered_final": fraction(final, k),
-            "cheap": spe[k] / spe[baseline] <= cost_limit,
+            "cheap": (costs or {}).get(k, spe[k] / spe[baseline]) <= cost_limit,
         }
         for k in labels
     ]
+
+
+# --------------------------------------------------------------------------- structured noise (notebook 07)
+
+
+def _square(counts: Any) -> list[list[float]]:
+    rows = [[float(v) for v in row] for row in (counts.tolist() if hasattr(counts, "tolist") else counts)]
+    if not rows or any(len(row) != len(rows) for row in rows):
+        raise ValueError(f"counts must be a non-empty square matrix, got {len(rows)} rows of lengths {sorted({len(r) for r in rows})}")
+    return rows
+
+
+def row_normalise(counts: Any) -> list[list[float]]:
+    """Each row of a confusion (or transition) matrix divided by its sum.
+
+    ``counts[i][j]``: examples of true class ``i`` with label or prediction ``j`` (a list of
+    lists, a tensor or an array). A row without examples becomes NaNs: there is nothing
+    to normalise.
+    """
+    rows = _square(counts)
+    return [[v / sum(row) for v in row] if sum(row) > 0 else [math.nan] * len(row) for row in rows]
+
+
+def per_class_accuracy(counts: Any) -> list[float]:
+    """Per-class accuracy (recall) of a confusion matrix: diagonal / row sums (NaN for an empty row)."""
+    return [row[i] for i, row in enumerate(row_normalise(counts))]
+
+
+def final_confusion(result: dict[str, Any], label: str) -> list[list[int]]:
+    """``label``'s final test confusion matrix, summed over its seeds: C[i][j] = images of class i predicted as j."""
+    runs = _runs(result, label)
+    if any("test_confusion" not in r for r in runs):
+        raise ValueError(f"result of {result.get('experiment')!r} has no test_confusion for {label!r} (written before it was recorded)")
+    k = len(runs[0]["test_confusion"])
+    return [[sum(r["test_confusion"][i][j] for r in runs) for j in range(k)] for i in range(k)]
+
+
+def noise_source_classes(result: dict[str, Any]) -> list[int]:
+    """The classes that lose training labels to noise: rows of ``noise_confusion`` with off-diagonal counts.
+
+    For asymmetric noise on CIFAR-10 these are the source classes of the mapping (truck,
+    bird, deer, cat, dog); for the cyclic mapping of other datasets, every class.
+    """
+    if "noise_confusion" not in result:
+        raise ValueError(f"result of {result.get('experiment')!r} has no noise_confusion (written before it was recorded)")
+    rows = _square(result["noise_confusion"])
+    return [i for i, row in enumerate(rows) if sum(row) - row[i] > 0]
+
+
+def structured_noise_claims(
+    result: dict[str, Any],
+    sam: str = "SAM",
+    jsam: str = "J-SAM",
+    regulariser: str = "reg W+A 3e-3",
+    saner: str = "SANER(SAM)",
+) -> list[dict[str, Any]]:
+    """What an ``asymmetric-*`` result says: do the papers' claims carry over to structured noise?
+
+    Means over seeds of best and final test accuracy (``best_test_acc``, ``final_test_acc``)
+    and, for the classes that lose labels to noise (:func:`noise_source_classes`), the final
+    model's pooled accuracy on their test images (from ``test_confusion``). "J-SAM closer
+    to SAM than to SGD" compares final accuracies. The claims on ``jsam``, ``regulariser``
+    and ``saner`` are made only when the result has runs of that method.
+    """
+    methods = {r["method"] for r in result["runs"]}
+    labels = ["SGD", sam] + [k for k in (jsam, regulariser, saner) if k in methods]
+    best = {k: _best(result, k) for k in labels}
+    final = {k: _mean([r["final_test_acc"] for r in _runs(result, k)]) for k in labels}
+    sources = noise_source_classes(result)
+
+    def source_acc(label: str) -> float:
+        counts = final_confusion(result, label)
+        total = sum(sum(counts[i]) for i in sources)
+        return sum(counts[i][i] for i in sources) / total if total else math.nan
+
+    src = {k: source_acc(k) for k in ("SGD", sam)}
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    claims = [
+        {"claim": f"{sam}'s best test accuracy is above SGD's", "holds": best[sam] > best["SGD"],
+         "evidence": f"{sam} {pct(best[sam])} vs SGD {pct(best['SGD'])}"},
+        {"claim": f"{sam}'s final test accuracy is above SGD's", "holds": final[sam] > final["SGD"],
+         "evidence": f"{sam} {pct(final[sam])} vs SGD {pct(final['SGD'])}"},
+        {"claim": f"on the classes that lose labels to noise, {sam}'s final accuracy is above SGD's",
+         "holds": src[sam] > src["SGD"],
+         "evidence": f"classes {sources}: {sam} {pct(src[sam])} vs SGD {pct(src['SGD'])}"},
+    ]
+    if jsam in methods:
+        claims.append({"claim": f"{jsam}'s final test accuracy is closer to {sam}'s than to SGD's",
+                       "holds": abs(final[jsam] - final[sam]) < abs(final[jsam] - final["SGD"]),
+                       "evidence": f"{jsam} {pct(final[jsam])}, {sam} {pct(final[sam])}, SGD {pct(final['SGD'])}"})
+    if regulariser in methods:
+        claims.append({"claim": f"the cheap regulariser ({regulariser})'s final test accuracy is above SGD's",
+                       "holds": final[regulariser] > final["SGD"],
+                       "evidence": f"{regulariser} {pct(final[regulariser])} vs SGD {pct(final['SGD'])}"})
+    if saner in methods:
+        claims.append({"claim": f"{saner}'s final test accuracy is above {sam}'s", "holds": final[saner] > final[sam],
+                       "evidence": f"{saner} {pct(final[saner])} vs {sam} {pct(final[sam])}"})
+    return claims

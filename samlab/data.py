@@ -28,6 +28,7 @@ import torch
 from samlab.noise import NoisyLabels, corrupt
 
 __all__ = [
+    "CIFAR10_CLASSES",
     "DATASETS",
     "MINI_HASHES",
     "MINI_INDICES",
@@ -38,6 +39,12 @@ __all__ = [
     "load_mini_arrays",
     "with_noise",
 ]
+
+#: CIFAR-10's class names, in label order (0 airplane … 9 truck); also the labels of
+#: ``cifar10-mini``. Notebook 07 uses them to name the rows of confusion matrices.
+CIFAR10_CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
 
 DATASETS = ("gaussian", "digits", "mnist", "cifar10", "cifar100", "cifar10-mini", "mnist-mini")
 

@@ -92,3 +92,30 @@ def test_recovery_fractions_by_hand():
         recovery(result, cost_limit=0)
     with pytest.raises(ValueError, match="'SAM'"):
         recovery({"runs": [_cost_run("SGD", 0.5, 0.4, 1.0)]})
+
+
+def test_memorisation_epoch_by_hand():
+    from samlab.claims import memorisation_epoch
+
+    run = {"history": [{"epoch": e, "noisy_fit": f} for e, f in enumerate([0.1, 0.2, 0.49, 0.5, 0.9])]}
+    assert memorisation_epoch(run) == 3
+    assert memorisation_epoch(run, 0.95) is None
+    assert memorisation_epoch(run, 0.15) == 1
+    with pytest.raises(ValueError, match="level"):
+        memorisation_epoch(run, 0)
+
+
+def test_bench_costs_map_method_configs_to_benchmark_variants():
+    from samlab.claims import bench_costs, recovery
+
+    result = {"config": {"methods": {"SGD": {"method": "sgd"}, "WD": {"method": "sgd", "fit": {"weight_decay": 5e-3}},
+                                     "SAM": {"method": "sam", "rho": 0.05}, "1-SAM": {"method": "sam", "m": 1},
+                                     "J-SAM": {"method": "jsam", "per_example": True},
+                                     "regw": {"method": "regsgd", "weighted": True}, "odd": {"method": "nothing"}}},
+              "runs": [_cost_run("SGD", 0.5, 0.4, 10.0), _cost_run("SAM", 0.6, 0.5, 30.0), _cost_run("regw", 0.55, 0.45, 5.0)]}
+    bench = {"ratio_to_sgd": {"sgd": 1.0, "sam": 1.9, "1-sam": 3.8, "jsam-1": 4.1, "regsgd-weighted": 1.05}}
+    costs = bench_costs(result, bench)
+    assert costs == {"SGD": 1.0, "WD": 1.0, "SAM": 1.9, "1-SAM": 3.8, "J-SAM": 4.1, "regw": 1.05}
+    rows = {r["method"]: r for r in recovery(result, costs=costs)}
+    assert rows["SAM"]["cost"] == 1.9 and rows["regw"]["cost"] == 1.05 and rows["regw"]["cheap"]
+    assert {r["method"]: r["cost"] for r in recovery(result)}["SAM"] == 3.0  # without costs: seconds per epoch
