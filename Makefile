@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.samlab-installed
 PROFILE ?= cpu
 
-.PHONY: setup lab test test-fast reproduce results-table bench student html
+.PHONY: setup lab test test-fast reproduce results-table bench bench-table student html
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python -m samlab.bench
+
+# The README's benchmark table, generated from data/results/cpu/bench.json
+# (written by: python -m samlab.bench --models small-cnn-gn,small-cnn-bn --repeats 15 --warmup 2 --out data/results/cpu/bench.json).
+bench-table: setup
+	$(BIN)/python -m samlab.bench --readme README.md
 
 # Re-run every experiment at PROFILE (cpu or gpu) and rewrite data/results/PROFILE/*.json.
 reproduce: setup

@@ -48,7 +48,21 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "TARGETS", "VARIANTS", "bench_model", "build_methods", "main", "throughput_records"]
+__all__ = [
+    "MODELS",
+    "README_MARKERS",
+    "TARGETS",
+    "VARIANTS",
+    "bench_model",
+    "build_methods",
+    "committed_table",
+    "main",
+    "markdown_table",
+    "throughput_records",
+]
+
+#: the README's benchmark table sits between these lines (``make bench-table``)
+README_MARKERS = ("<!-- bench-table:start -->", "<!-- bench-table:end -->")
 
 #: label -> (registered method name, hyperparameters). Registered methods not named here
 #: are benchmarked with their defaults under their own name.
@@ -216,6 +230,37 @@ def _table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(saved: dict[str, Any]) -> str:
+    """The README's benchmark table from a file written by ``--out`` (one column per model)."""
+    records = saved["records"]
+    head = "| method | " + " | ".join(f"{r['model']}: ms/step (× SGD)" for r in records) + " | target |"
+    lines = [head, "|---" * (len(records) + 2) + "|"]
+    for label in records[0]["ms_per_step"]:
+        cells = []
+        for r in records:
+            ms, ratio = r["ms_per_step"].get(label), r["ratio_to_sgd"].get(label)
+            cells.append("—" if ms is None else f"{ms:.0f} ({ratio:.2f}×)")
+        goal = ""
+        if label in records[0]["targets"]:
+            met = all(r["targets"][label]["met"] for r in records if label in r["targets"])
+            goal = f"≤ {records[0]['targets'][label]['max']:g}× " + ("met" if met else "**missed**")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} |")
+    lines.append("")
+    lines.append(f"`{saved['command']}` on {records[0]['device']} ({saved['hardware']}), batch {records[0]['batch']}, "
+                 f"{saved['date']}, commit {saved['git_commit']}.")
+    return "\n".join(lines)
+
+
+def committed_table(path: Path | None = None) -> str:
+    """:func:`markdown_table` of the committed ``data/results/cpu/bench.json``, or a note that there is none."""
+    from samlab.data import data_root
+
+    path = Path(path) if path is not None else data_root() / "results" / "cpu" / "bench.json"
+    if not path.exists():
+        return "_No benchmark file yet._"
+    return markdown_table(json.loads(path.read_text()))
+
+
 def throughput_records(
     models: Sequence[str],
     labels: Sequence[str],
@@ -282,7 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--compile", action="store_true", help="with --throughput: also time torch.compile")
     parser.add_argument("--out", default=None, help="also write the JSON records (a list) to this file")
+    parser.add_argument("--readme", default=None, help="only rewrite the benchmark table of this README from data/results/cpu/bench.json")
     args = parser.parse_args(argv)
+    if args.readme:
+        from samlab.experiments import update_readme
+
+        update_readme(Path(args.readme), committed_table(), README_MARKERS)
+        return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
     if bad:

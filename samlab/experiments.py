@@ -638,10 +638,10 @@ def committed_table(profile: str | None = None, root: Path | None = None) -> str
     return table_markdown(found) if found else "_No result files yet._"
 
 
-def update_readme(path: Path, table: str) -> None:
-    """Replace the text between the results markers of ``path`` by ``table``."""
+def update_readme(path: Path, table: str, markers: tuple[str, str] = README_MARKERS) -> None:
+    """Replace the text between the ``markers`` (default: the results markers) of ``path`` by ``table``."""
     text = path.read_text()
-    start, end = README_MARKERS
+    start, end = markers
     if start not in text or end not in text:
         raise ValueError(f"{path} has no results markers {start} ... {end}")
     head, rest = text.split(start, 1)

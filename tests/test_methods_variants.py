@@ -573,3 +573,23 @@ def test_bench_out_file_holds_the_printed_records_and_provenance(tmp_path, capsy
     assert saved["records"] == [printed]
     assert saved["command"].startswith("python -m samlab.bench --models mlp")
     assert {"hardware", "git_commit", "date"} <= set(saved)
+
+
+def test_readme_benchmark_table_is_generated_from_the_committed_file():
+    """The README's benchmark table is exactly what `make bench-table` writes from data/results/cpu/bench.json."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start, end = bench.README_MARKERS
+    assert start in readme and end in readme
+    inside = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert inside == bench.committed_table().strip(), "run `make bench-table` and commit README.md"
+
+
+def test_benchmark_markdown_table_by_hand():
+    saved = {"command": "python -m samlab.bench", "hardware": "CPU", "date": "d", "git_commit": "c", "records": [
+        {"model": "m", "device": "cpu", "batch": 4, "ms_per_step": {"sgd": 10.0, "sam": 21.0},
+         "ratio_to_sgd": {"sgd": 1.0, "sam": 2.1}, "targets": {"sam": {"max": 2.0, "met": False}}}]}
+    table = bench.markdown_table(saved)
+    assert "| sam | 21 (2.10×) | ≤ 2× **missed** |" in table
+    assert "| sgd | 10 (1.00×) |  |" in table
