@@ -256,3 +256,11 @@ def test_instructor_guide_links_exist():
     assert "00_label_noise_memorisation.ipynb" in local
     missing = [t for t in local if not (guide.parent / t).exists()]
     assert not missing, f"notebooks/README.md links to missing files {missing}"
+
+
+def test_the_real_site_builds_offline_with_no_broken_links(tmp_path, offline):
+    """`make html` on the committed notebooks: every page built, every relative link resolves."""
+    site = tmp_path / "_site"
+    pages = course.build_site(site)
+    assert len(pages) == len(course.source_notebooks()) + 1  # the notebooks and the index
+    assert course.check_links(site) == []
