@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from samlab.data import Dataset
-from samlab.methods.base import Method, RngReplay, first_pass, trainable
+from samlab.methods.base import Method, RngReplay, first_pass, perturbed, trainable
 from samlab.methods.saner import RATIO_EPS
 from samlab.train import FitConfig, History, fit
 
@@ -75,27 +75,21 @@ def gradient_groups(model: nn.Module, method: Method, x: torch.Tensor, y: torch.
     state and ``method``'s own state (e.g. F-SAM's EMA) are as they were.
     """
     params = trainable(model)
-    weights = [p.detach().clone() for p in params]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
     was_training = model.training
     state = method.state_dict()
     after = RngReplay(x.device)
     try:
-        model.train()
-        rng = RngReplay(x.device)
-        first_pass(model, x, y)
-        sgd = [None if p.grad is None else p.grad.detach().clone() for p in params]
-        rng.replay()
-        method.gradient(model, x, y)
-        sam = [p.grad for p in params]
-        return ratio_groups(sgd, sam)
+        # perturbed(..., no ε) saves the weights and buffers and restores them exactly on exit
+        with perturbed(model, [None] * len(params)):
+            model.train()
+            rng = RngReplay(x.device)
+            first_pass(model, x, y)
+            sgd = [None if p.grad is None else p.grad.detach().clone() for p in params]
+            rng.replay()
+            method.gradient(model, x, y)
+            return ratio_groups(sgd, [p.grad for p in params])
     finally:
-        with torch.no_grad():
-            for p, w in zip(params, weights):
-                p.copy_(w)
-            for b, v in buffers:
-                b.copy_(v)
         for p, g in zip(model.parameters(), grads):
             p.grad = g
         model.train(was_training)
