@@ -467,7 +467,8 @@ def run(
         runs = {**(_finished(path, config) if save else {}), **mine}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
-    for label, seed in order:
+    # Seed-major, so that an interrupted sweep has every method for its first seeds.
+    for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
         if label not in labels or (save and (label, seed) in _finished(path, config)):
             continue
         method_cfg = {k: v for k, v in exp.methods[label].items() if k != "fit"}
