@@ -2,7 +2,8 @@
 
 Each function returns a list of ``{"claim", "holds", "evidence"}`` dicts, so that a
 notebook can print every claim with the numbers it rests on and assert exactly what the
-data shows. Taught in notebook 03 (Baek et al.'s logit/Jacobian ablation).
+data shows. Taught in notebook 03 (Baek et al.'s logit/Jacobian ablation); notebooks 05–07 add
+the cost, paired-seed and structured-noise comparisons.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ __all__ = [
     "memorisation_claims",
     "memorisation_epoch",
     "noise_source_classes",
+    "paired_differences",
+    "paired_claims",
     "per_class_accuracy",
     "recovery",
     "row_normalise",
@@ -306,4 +309,67 @@ def structured_noise_claims(
     if saner in methods:
         claims.append({"claim": f"{saner}'s final test accuracy is above {sam}'s", "holds": final[saner] > final[sam],
                        "evidence": f"{saner} {pct(final[saner])} vs {sam} {pct(final[sam])}"})
+    return claims
+
+
+_PAIRED_KEYS = {
+    "best_test_acc": lambda run: run["best_test_acc"],
+    "final_test_acc": lambda run: run["final_test_acc"],
+    "final_noisy_fit": lambda run: run["history"][-1]["noisy_fit"],
+}
+
+
+def paired_differences(result: dict[str, Any], label: str, baseline: str, key: str = "best_test_acc") -> list[float]:
+    """``label``'s value minus ``baseline``'s, seed by seed, over the seeds both have run.
+
+    Runs with the same seed share the initial weights, the batch order and the noisy labels,
+    so the per-seed difference removes most of the seed-to-seed spread (a *paired*
+    comparison). ``key``: ``best_test_acc``, ``final_test_acc`` or ``final_noisy_fit``.
+    Taught in notebook 06.
+    """
+    if key not in _PAIRED_KEYS:
+        raise ValueError(f"key must be one of {tuple(_PAIRED_KEYS)}, got key={key!r}")
+    get = _PAIRED_KEYS[key]
+    a = {r["seed"]: get(r) for r in _runs(result, label)}
+    b = {r["seed"]: get(r) for r in _runs(result, baseline)}
+    return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
+
+
+def paired_claims(
+    result: dict[str, Any], baseline: str = "SAM", key: str = "best_test_acc", z: float = 2.0
+) -> list[dict[str, Any]]:
+    """For every other method of ``result``: is it above ``baseline`` in ``key``, beyond the
+    noise of the seeds?
+
+    "Holds" means the mean paired difference d̄ over the n shared seeds is larger than ``z``
+    standard errors, d̄ > z · s_d / √n (s_d: the sample standard deviation of the per-seed
+    differences); with fewer than two shared seeds there is no standard error and the claim
+    cannot hold. For ``final_noisy_fit`` "above" reads "below" (fitting fewer wrong labels is
+    the improvement). Taught in notebook 06.
+    """
+    if z <= 0:
+        raise ValueError(f"z must be > 0, got z={z}")
+    sign = -1.0 if key == "final_noisy_fit" else 1.0
+    what = {"best_test_acc": "best test accuracy is above", "final_test_acc": "final test accuracy is above",
+            "final_noisy_fit": "final noisy fit is below"}
+    labels = list(dict.fromkeys(r["method"] for r in result["runs"]))
+    claims = []
+    for label in labels:
+        if label == baseline:
+            continue
+        d = [sign * v for v in paired_differences(result, label, baseline, key)]
+        n = len(d)
+        mean = _mean(d) if n else 0.0
+        se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if n > 1 else math.inf
+        claims.append(
+            {
+                "claim": f"{label}'s {what[key]} {baseline}'s (paired over seeds)",
+                "holds": n > 1 and mean > z * se,
+                "evidence": f"{what[key].split(' is ')[0]}: mean difference {sign * 100 * mean:+.1f} points"
+                + (f" ± {100 * se:.1f} (s.e., {n} seeds)" if n > 1 else f" ({n} seed: no standard error)"),
+                "mean_difference": sign * mean,
+                "stderr": se,
+                "seeds": n,
+            }
+        )
     return claims
