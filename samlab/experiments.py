@@ -446,6 +446,7 @@ def run(
     profile: str | None = None,
     *,
     only: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
     device: torch.device | str | None = None,
     results_root: Path | None = None,
     checkpoint_root: Path | None = None,
@@ -454,9 +455,10 @@ def run(
 ) -> dict[str, Any]:
     """Train every (method, seed) of experiment ``name`` and return (and save) the result.
 
-    ``only`` restricts training to some method labels. Finished runs found in the result
+    ``only`` restricts training to some method labels and ``seeds`` to some of the
+    experiment's seeds. Finished runs found in the result
     file (same configuration) are not re-trained; an interrupted run resumes from its last
-    epoch checkpoint. Several processes may run disjoint ``only`` sets of one experiment at
+    epoch checkpoint. Several processes may run disjoint ``only``/``seeds`` sets of one experiment at
     once: each merges its runs into the file under a lock.
     """
     profile = profile or profiles.active()
@@ -465,6 +467,9 @@ def run(
     unknown = [lab for lab in labels if lab not in exp.methods]
     if unknown:
         raise ValueError(f"only must name methods of {name!r}: {tuple(exp.methods)}, got {unknown}")
+    wanted_seeds = list(exp.seeds) if seeds is None else list(seeds)
+    if not set(wanted_seeds) <= set(exp.seeds):
+        raise ValueError(f"seeds must be among the seeds of {name!r}: {tuple(exp.seeds)}, got {tuple(wanted_seeds)}")
     device = torch.device(device) if device is not None else hardware.default_device()
     path = result_path(name, profile, results_root)
     config = exp.config()
@@ -493,7 +498,7 @@ def run(
 
     # Seed-major, so that an interrupted sweep has every method for its first seeds.
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
-        if label not in labels or (save and (label, seed) in _finished(path, config)):
+        if label not in labels or seed not in wanted_seeds or (save and (label, seed) in _finished(path, config)):
             continue
         method_cfg = {k: v for k, v in exp.methods[label].items() if k != "fit"}
         fit_overrides = exp.methods[label].get("fit", {})
@@ -625,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("name", help="experiment name, or 'all'")
     p_run.add_argument("--profile", default=None, choices=profiles.PROFILES)
     p_run.add_argument("--only", default=None, help="comma-separated method labels")
+    p_run.add_argument("--seeds", default=None, help="comma-separated seeds (a subset of the experiment's)")
     p_run.add_argument("--device", default=None)
     p_table = sub.add_parser("table", help="markdown table of the saved results")
     p_table.add_argument("--profile", default=None, choices=profiles.PROFILES)
@@ -637,7 +643,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "run":
         names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
         for name in names:
-            res = run(name, args.profile, only=args.only.split(",") if args.only else None, device=args.device)
+            res = run(
+                name,
+                args.profile,
+                only=args.only.split(",") if args.only else None,
+                seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None,
+                device=args.device,
+            )
             print(f"{name}: {result_path(name, res['profile'])}")
             for row in summarise(res):
                 print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")

@@ -131,6 +131,20 @@ def test_disjoint_only_sets_merge_into_one_file(tmp_path, tiny):
         experiments.run("tiny", "smoke", only=["ADAM"], **kw)
 
 
+def test_seed_subsets_split_a_sweep_and_match_the_whole(tmp_path, tiny):
+    """Splitting by seed (and method) gives the same runs, bit for bit, as one process training all."""
+    whole = experiments.run("tiny", "smoke", results_root=tmp_path / "w", checkpoint_root=tmp_path / "wc", progress=False)
+    kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    experiments.run("tiny", "smoke", seeds=[1], **kw)
+    part = experiments.run("tiny", "smoke", only=["SAM"], seeds=[0], **kw)
+    assert [(r["method"], r["seed"]) for r in part["runs"]] == [("SGD", 1), ("SAM", 0), ("SAM", 1)]
+    res = experiments.run("tiny", "smoke", seeds=[0], **kw)
+    key = lambda r: (r["method"], r["seed"], r["best_test_acc"], r["final_test_acc"])  # noqa: E731
+    assert [key(r) for r in res["runs"]] == [key(r) for r in whole["runs"]]
+    with pytest.raises(ValueError, match="seeds must be among"):
+        experiments.run("tiny", "smoke", seeds=[5], **kw)
+
+
 def test_per_method_fit_overrides_reach_the_training_loop(tmp_path, monkeypatch):
     def exp(profile: str) -> experiments.Experiment:
         return experiments.Experiment(
