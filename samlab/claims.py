@@ -150,7 +150,7 @@ def bench_costs(result: dict[str, Any], bench_record: dict[str, Any]) -> dict[st
 
     ``bench_record`` is one model's JSON record of ``python -m samlab.bench`` (keys
     ``ratio_to_sgd``, per benchmark variant: ``sgd``, ``sam``, ``1-sam``, ``jsam-1``,
-    ``regsgd``, ``regsgd-weighted``, ...). A label's method config is mapped to its variant;
+    ``regsgd``, ``regsgd-weighted``, ``saner(sam)``, ...). A label's method config is mapped to its variant;
     a per-step cost does not depend on SGD's weight decay or a regulariser's coefficients.
     Labels with no matching variant are left out.
     """
@@ -164,6 +164,8 @@ def bench_costs(result: dict[str, Any], bench_record: dict[str, Any]) -> dict[st
             variant = "1-sam" if cfg.get("m") == 1 else ("asam" if cfg.get("adaptive") else "sam")
         elif name in ("lsam", "jsam"):
             variant = f"{name}-1" if cfg.get("per_example") else name
+        elif name == "saner":
+            variant = f"saner({cfg.get('inner', {}).get('method', 'sam')})"
         else:
             variant = name
         if variant in ratios:

@@ -111,11 +111,14 @@ def test_bench_costs_map_method_configs_to_benchmark_variants():
     result = {"config": {"methods": {"SGD": {"method": "sgd"}, "WD": {"method": "sgd", "fit": {"weight_decay": 5e-3}},
                                      "SAM": {"method": "sam", "rho": 0.05}, "1-SAM": {"method": "sam", "m": 1},
                                      "J-SAM": {"method": "jsam", "per_example": True},
-                                     "regw": {"method": "regsgd", "weighted": True}, "odd": {"method": "nothing"}}},
+                                     "regw": {"method": "regsgd", "weighted": True}, "odd": {"method": "nothing"},
+                                     "S(F)": {"method": "saner", "inner": {"method": "fsam", "rho": 0.05}},
+                                     "S(SAM)": {"method": "saner", "inner": {"method": "sam"}}}},
               "runs": [_cost_run("SGD", 0.5, 0.4, 10.0), _cost_run("SAM", 0.6, 0.5, 30.0), _cost_run("regw", 0.55, 0.45, 5.0)]}
-    bench = {"ratio_to_sgd": {"sgd": 1.0, "sam": 1.9, "1-sam": 3.8, "jsam-1": 4.1, "regsgd-weighted": 1.05}}
+    bench = {"ratio_to_sgd": {"sgd": 1.0, "sam": 1.9, "1-sam": 3.8, "jsam-1": 4.1, "regsgd-weighted": 1.05,
+                              "saner(fsam)": 2.02, "saner(sam)": 2.01}}
     costs = bench_costs(result, bench)
-    assert costs == {"SGD": 1.0, "WD": 1.0, "SAM": 1.9, "1-SAM": 3.8, "J-SAM": 4.1, "regw": 1.05}
+    assert costs == {"SGD": 1.0, "WD": 1.0, "SAM": 1.9, "1-SAM": 3.8, "J-SAM": 4.1, "regw": 1.05, "S(F)": 2.02, "S(SAM)": 2.01}
     rows = {r["method"]: r for r in recovery(result, costs=costs)}
     assert rows["SAM"]["cost"] == 1.9 and rows["regw"]["cost"] == 1.05 and rows["regw"]["cheap"]
     assert {r["method"]: r["cost"] for r in recovery(result)}["SAM"] == 3.0  # without costs: seconds per epoch
