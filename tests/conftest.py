@@ -1,4 +1,4 @@
-"""Shared fixtures: a network that is always off, a private data folder, the shared mini files."""
+"""Shared fixtures: a network that is always off, a private data folder, the shared mini files, README sections."""
 
 from __future__ import annotations
 
@@ -52,3 +52,18 @@ def shared_data_dir() -> Path:
     if not all((SHARED_DATA / n).is_file() for n in names):
         pytest.skip(f"the shared mini datasets are not in {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def readme_section():
+    """The text of the project's README.md between two marker lines (a generated table), stripped."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def section(markers: tuple[str, str]) -> str:
+        start, end = markers
+        assert start in readme and end in readme, f"README.md lacks the markers {markers}"
+        return readme.split(start, 1)[1].split(end, 1)[0].strip()
+
+    return section

@@ -95,14 +95,9 @@ def test_cli_lists_experiments(capsys):
     assert "memorisation" in capsys.readouterr().out
 
 
-def test_readme_results_table_is_generated_from_the_committed_files():
+def test_readme_results_table_is_generated_from_the_committed_files(readme_section):
     """The README's table is exactly what `make results-table` writes from data/results/."""
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start, end = experiments.README_MARKERS
-    assert start in readme and end in readme
-    inside = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    inside = readme_section(experiments.README_MARKERS)
     assert inside == experiments.committed_table().strip(), "run `make results-table` and commit README.md"
 
 

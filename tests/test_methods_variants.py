@@ -575,14 +575,9 @@ def test_bench_out_file_holds_the_printed_records_and_provenance(tmp_path, capsy
     assert {"hardware", "git_commit", "date"} <= set(saved)
 
 
-def test_readme_benchmark_table_is_generated_from_the_committed_file():
+def test_readme_benchmark_table_is_generated_from_the_committed_file(readme_section):
     """The README's benchmark table is exactly what `make bench-table` writes from data/results/cpu/bench.json."""
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start, end = bench.README_MARKERS
-    assert start in readme and end in readme
-    inside = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    inside = readme_section(bench.README_MARKERS)
     assert inside == bench.committed_table().strip(), "run `make bench-table` and commit README.md"
 
 
