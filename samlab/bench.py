@@ -15,7 +15,8 @@ variants configured explicitly (:data:`VARIANTS`: ``1-sam`` = ``sam(m=1)``, ``js
 ``jsam(per_example=True)``, ``saner(fsam)``, ...). A variant whose method is not
 registered, or whose hyperparameters the registered class does not accept, is skipped
 with a note. Models: ``small-cnn-gn`` and ``small-cnn-bn`` on any device, ``resnet18``
-(BatchNorm) added by default when CUDA is available, ``mlp`` (tiny, for tests).
+(BatchNorm) and ``resnet18-gn`` (GroupNorm, notebook 04's model) added by default when
+CUDA is available, ``mlp`` (tiny, for tests).
 
 Output: a table per model, then one JSON line per model
 ``{"device", "model", "batch", "ms_per_step", "ratio_to_sgd", "targets", "skipped"}``;
@@ -30,6 +31,11 @@ images, for the methods of ``--methods`` (default ``sgd,sam``). ``--repeats`` ti
 steps per configuration (use 50 or more on a GPU). One JSON line per model and method
 ``{"device", "model", "batch", "method", "images_per_second", "speedup"}``; no number
 is asserted anywhere.
+
+``--out FILE`` (either mode) also writes the records, with the command, hardware, torch
+version, commit and date, to a JSON file; ``--readme README.md`` rewrites the README's
+benchmark tables from the committed ``data/results/cpu/bench.json`` and
+``data/results/gpu/{bench,throughput}.json``.
 """
 
 from __future__ import annotations
@@ -50,19 +56,25 @@ from torch import nn
 
 __all__ = [
     "MODELS",
+    "README_GPU_MARKERS",
     "README_MARKERS",
     "TARGETS",
     "VARIANTS",
     "bench_model",
     "build_methods",
+    "committed_gpu_tables",
     "committed_table",
     "main",
     "markdown_table",
+    "throughput_markdown_table",
     "throughput_records",
+    "training_hours",
 ]
 
 #: the README's benchmark table sits between these lines (``make bench-table``)
 README_MARKERS = ("<!-- bench-table:start -->", "<!-- bench-table:end -->")
+#: the README's GPU tables (``data/results/gpu/bench.json`` and ``throughput.json``)
+README_GPU_MARKERS = ("<!-- bench-gpu-table:start -->", "<!-- bench-gpu-table:end -->")
 
 #: label -> (registered method name, hyperparameters). Registered methods not named here
 #: are benchmarked with their defaults under their own name.
@@ -92,6 +104,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "small-cnn-gn": ("small-cnn", {"norm": "gn"}),
     "small-cnn-bn": ("small-cnn", {"norm": "bn"}),
     "resnet18": ("resnet18", {"norm": "bn"}),
+    "resnet18-gn": ("resnet18", {"norm": "gn"}),  # notebook 04's model
     "mlp": ("mlp", {"hidden": 64, "depth": 2}),
 }
 
@@ -251,14 +264,73 @@ def markdown_table(saved: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def committed_table(path: Path | None = None) -> str:
-    """:func:`markdown_table` of the committed ``data/results/cpu/bench.json``, or a note that there is none."""
+def throughput_markdown_table(saved: dict[str, Any]) -> str:
+    """A table of images per second (speed-up over the default path) from a ``--throughput --out`` file."""
+    records = saved["records"]
+    configs = list(records[0]["images_per_second"])
+    lines = ["| model | method | " + " | ".join(configs) + " |", "|---" * (len(configs) + 2) + "|"]
+    for r in records:
+        cells = [f"{r['images_per_second'][c]:.0f} ({r['speedup'][c]:.2f}×)" if c in r["images_per_second"] else "—"
+                 for c in configs]
+        lines.append(f"| {r['model']} | {r['method']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"`{saved['command']}` on {records[0]['device']} ({saved['hardware']}), batch {records[0]['batch']}, "
+                 f"{saved['date']}, commit {saved['git_commit']}.")
+    return "\n".join(lines)
+
+
+def _committed(profile: str, name: str) -> dict[str, Any] | None:
     from samlab.data import data_root
 
-    path = Path(path) if path is not None else data_root() / "results" / "cpu" / "bench.json"
-    if not path.exists():
-        return "_No benchmark file yet._"
-    return markdown_table(json.loads(path.read_text()))
+    path = data_root() / "results" / profile / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def committed_table(path: Path | None = None) -> str:
+    """:func:`markdown_table` of the committed ``data/results/cpu/bench.json``, or a note that there is none."""
+    saved = json.loads(Path(path).read_text()) if path is not None and Path(path).exists() else None
+    if path is None:
+        saved = _committed("cpu", "bench")
+    return "_No benchmark file yet._" if saved is None else markdown_table(saved)
+
+
+def committed_gpu_tables() -> str:
+    """The README's GPU section: ms per step (``data/results/gpu/bench.json``) and images per second
+    of the fast path (``data/results/gpu/throughput.json``), each or a note that there is none."""
+    bench, speed = _committed("gpu", "bench"), _committed("gpu", "throughput")
+    parts = ["_No GPU benchmark file yet._" if bench is None else markdown_table(bench),
+             "_No GPU throughput file yet._" if speed is None else throughput_markdown_table(speed)]
+    return "\n\n".join(parts)
+
+
+def training_hours(
+    methods: dict[str, dict[str, Any]], record: dict[str, Any], *, n_train: int, batch: int, epochs: int, seeds: int = 1
+) -> dict[str, float]:
+    """Hours of training steps each method label of ``methods`` (an experiment's method configs) needs,
+    estimated from one benchmark ``record`` (notebook 04): SGD's ms per step × the method's ratio to SGD
+    (:func:`samlab.claims.bench_costs`) × ``n_train // batch`` steps per epoch (as :func:`samlab.train.fit`)
+    × ``epochs`` × ``seeds``. Evaluation and start-up are left out, so it is a lower bound. Labels whose
+    method the benchmark did not time are left out."""
+    from samlab.claims import bench_costs
+
+    if record["batch"] != batch:
+        raise ValueError(f"batch must be the benchmark's batch ({record['batch']}) for its times to apply, got {batch}")
+    if n_train < 1 or epochs < 1 or seeds < 1:
+        raise ValueError(f"n_train, epochs and seeds must be >= 1, got {n_train}, {epochs}, {seeds}")
+    costs = bench_costs({"config": {"methods": methods}}, record)
+    steps = max(1, n_train // batch) * epochs * seeds
+    return {label: ratio * record["ms_per_step"]["sgd"] * steps / 3.6e6 for label, ratio in costs.items()}
+
+
+def _write_out(out: str, argv: Sequence[str] | None, device: str, records: list[dict[str, Any]]) -> None:
+    """``--out``: the records with the command that made them and the machine's provenance."""
+    from samlab import provenance
+
+    env = {k: v for k, v in provenance.record(torch.device(device)).items() if k in ("hardware", "git_commit", "date", "torch")}
+    cmd = "python -m samlab.bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"command": cmd.strip(), **env, "records": records}, indent=1))
 
 
 def throughput_records(
@@ -314,7 +386,7 @@ def throughput_records(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samlab.bench", description=__doc__.split("\n\n")[0])
-    default_models = ["small-cnn-gn", "small-cnn-bn"] + (["resnet18"] if torch.cuda.is_available() else [])
+    default_models = ["small-cnn-gn", "small-cnn-bn"] + (["resnet18", "resnet18-gn"] if torch.cuda.is_available() else [])
     parser.add_argument("--models", default=",".join(default_models), help=f"comma-separated, from {list(MODELS)}")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per method (median reported)")
@@ -327,12 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--compile", action="store_true", help="with --throughput: also time torch.compile")
     parser.add_argument("--out", default=None, help="also write the JSON records (a list) to this file")
-    parser.add_argument("--readme", default=None, help="only rewrite the benchmark table of this README from data/results/cpu/bench.json")
+    parser.add_argument("--readme", default=None,
+                        help="only rewrite the benchmark tables of this README from data/results/{cpu,gpu}/")
     args = parser.parse_args(argv)
     if args.readme:
         from samlab.experiments import update_readme
 
         update_readme(Path(args.readme), committed_table(), README_MARKERS)
+        update_readme(Path(args.readme), committed_gpu_tables(), README_GPU_MARKERS)
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
@@ -349,8 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rec in records:
             head = f"== {rec['method']} on {rec['model']}, {rec['device']}, batch {rec['batch']} =="
             print(f"{head}\n{rec['table']}\n", flush=True)
-        for rec in records:
-            print(json.dumps({k: v for k, v in rec.items() if k != "table"}), flush=True)
+        lines = [{k: v for k, v in rec.items() if k != "table"} for rec in records]
+        if args.out:
+            _write_out(args.out, argv, args.device, lines)
+        for line in lines:
+            print(json.dumps(line), flush=True)
         return 0
     if labels is not None and "sgd" not in labels:
         labels = ["sgd", *labels]  # the ratios need SGD
@@ -369,13 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rec in records
     ]
     if args.out:
-        from samlab import provenance
-
-        env = {k: v for k, v in provenance.record(torch.device(args.device)).items() if k in ("hardware", "git_commit", "date", "torch")}
-        cmd = "python -m samlab.bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"command": cmd.strip(), **env, "records": lines}, indent=1))
+        _write_out(args.out, argv, args.device, lines)
     for line in lines:
         print(json.dumps(line), flush=True)
     return 0

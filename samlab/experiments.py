@@ -287,6 +287,33 @@ def resnet18_cifar10_30(profile: str) -> Experiment:
     )
 
 
+@experiment
+def resnet18_cifar10_mini_30(profile: str) -> Experiment:
+    """Notebook 04 on one GPU's budget: Baek et al.'s 10% point of the headline setting.
+
+    ``gpu``: the ``gpu`` profile of :func:`resnet18_cifar10_30` (full-width GroupNorm
+    ResNet-18, batch 128, lr 0.01, 200 epochs, cosine schedule, crop+flip, the fast path)
+    on ``cifar10-mini`` instead of full CIFAR-10: the first 1,000 images of each training
+    batch, 10% of the training set, the smallest of the three sizes the paper trains on.
+    An epoch is 39 steps, so SGD's 200 epochs take about 2 minutes of steps on an H100, and
+    1-SAM and J-SAM (about 21× SGD's step there) about 40 minutes each: some 1.4 hours a
+    seed (:func:`samlab.bench.training_hours` on ``data/results/gpu/bench.json``, notebook
+    04). Three seeds. ``cpu`` and ``smoke`` are those of
+    :func:`resnet18_cifar10_30`, whose ``cpu`` profile already trains on cifar10-mini.
+    """
+    base = resnet18_cifar10_30(profile)
+    name = "resnet18-cifar10-mini-30"
+    if profile != "gpu":
+        return dataclasses.replace(base, name=name)
+    return dataclasses.replace(
+        base,
+        name=name,
+        description="ResNet-18 (GroupNorm) on cifar10-mini (Baek et al.'s 10% point), 30% symmetric-flip noise, the gpu protocol",
+        dataset="cifar10-mini",
+        seeds=(0, 1, 2),
+    )
+
+
 def _structured(profile: str, rate: float) -> Experiment:
     """Notebook 07: class-conditional (asymmetric) noise with the standard CIFAR-10 mapping.
 
@@ -622,6 +649,24 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _distinct(names: Sequence[str], profile: str) -> tuple[list[str], dict[str, str]]:
+    """``run all``: the names whose ``profile`` configuration differs from every earlier one's, and for each
+    name left out, the earlier experiment that trains the same runs (e.g. ``resnet18-cifar10-mini-30`` outside
+    ``gpu`` is ``resnet18-cifar10-30``)."""
+    keep: list[str] = []
+    same: dict[str, str] = {}
+    configs: dict[str, Experiment] = {}
+    for name in names:
+        cfg = dataclasses.replace(get(name, profile), name="")
+        twin = next((other for other, c in configs.items() if c == cfg), None)
+        if twin is None:
+            configs[name] = cfg
+            keep.append(name)
+        else:
+            same[name] = twin
+    return keep, same
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samlab.experiments", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -642,6 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.cmd == "run":
         names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
+        if args.name == "all":
+            names, same = _distinct(names, args.profile or profiles.active())
+            for name, twin in same.items():
+                print(f"{name}: skipped, its runs at this profile are those of {twin}")
         for name in names:
             res = run(
                 name,

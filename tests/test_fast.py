@@ -8,6 +8,7 @@ refused naming the field. No timing is asserted anywhere.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import statistics
 
@@ -200,3 +201,18 @@ def test_bench_cli_throughput(capsys):
     assert bench.main(["--throughput", "--models", "mlp", "--batch", "16", "--repeats", "2", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     assert "uint8+channels_last" in out and "images_per_second" in out.splitlines()[-1]
+
+
+def test_bench_cli_throughput_out_file_and_its_table(tmp_path, capsys):
+    out = tmp_path / "throughput.json"
+    args = ["--throughput", "--models", "mlp", "--batch", "16", "--repeats", "2", "--warmup", "0", "--out", str(out)]
+    assert bench.main(args) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    saved = json.loads(out.read_text())
+    assert saved["records"] == printed and len(printed) == 2  # sgd and sam
+    assert saved["command"] == "python -m samlab.bench " + " ".join(args)
+    assert {"hardware", "git_commit", "date", "torch"} <= set(saved)
+    table = bench.throughput_markdown_table(saved)
+    sgd = printed[0]["images_per_second"]
+    assert f"| mlp | sgd | {sgd['default']:.0f} (1.00×) |" in table
+    assert table.count("\n| mlp |") == 2 and saved["command"] in table

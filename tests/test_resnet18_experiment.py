@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -24,6 +26,28 @@ def test_resnet18_experiment_profiles(profile):
                            "image_storage": "uint8", "memory_format": "channels_last"}
     if profile == "smoke":
         assert exp.dataset == "digits" and exp.data_options == {"images": True}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_mini_variant_is_the_gpu_protocol_on_cifar10_mini(profile):
+    """resnet18-cifar10-mini-30 changes only the data (and seeds) of the gpu protocol; elsewhere it is the parent."""
+    parent, mini = experiments.get("resnet18-cifar10-30", profile), experiments.get("resnet18-cifar10-mini-30", profile)
+    assert mini.name == "resnet18-cifar10-mini-30"
+    if profile != "gpu":
+        assert dataclasses.replace(mini, name=parent.name) == parent
+        return
+    assert mini.dataset == "cifar10-mini" and mini.seeds == (0, 1, 2)
+    assert dataclasses.replace(mini, name=parent.name, dataset=parent.dataset, seeds=parent.seeds,
+                               description=parent.description) == parent
+
+
+def test_run_all_trains_the_mini_variant_only_where_it_differs():
+    names = sorted(experiments.EXPERIMENTS)
+    for profile in ("smoke", "cpu"):
+        keep, same = experiments._distinct(names, profile)
+        assert same == {"resnet18-cifar10-mini-30": "resnet18-cifar10-30"}
+        assert keep == [n for n in names if n != "resnet18-cifar10-mini-30"]
+    assert experiments._distinct(names, "gpu") == (names, {})
 
 
 def _grads(model, method, x, y):
