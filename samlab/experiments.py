@@ -224,7 +224,7 @@ def cheap_regularisers_30(profile: str) -> Experiment:
     Weight decay alone (10× the default), the last-layer weight-norm penalty γ_w, the
     feature-norm penalty γ_a (each at two strengths), both together, and the per-example
     weighted form of the two-layer derivation. Early stopping needs no run of its own: it
-    is read off SGD's history.
+    is read off SGD's history. Three seeds (``cpu``, ``gpu``), one under ``smoke``.
     """
     base = _logit_jacobian(profile, 0.3)
     return dataclasses.replace(
@@ -232,6 +232,7 @@ def cheap_regularisers_30(profile: str) -> Experiment:
         name="cheap-regularisers-30",
         description="SGD-cost regularisers vs SGD and SAM, 30% symmetric-flip noise",
         methods={"SGD": base.methods["SGD"], "SAM": base.methods["SAM"], **REGULARISERS},
+        seeds=profiles.pick(profile=profile, smoke=(0,), cpu=(0, 1, 2), gpu=(0, 1, 2)),
     )
 
 
@@ -459,13 +460,19 @@ def _locked(path: Path):
 
 
 def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Runs already in the result file at ``path``, if it was written for ``config``."""
+    """Runs already in the result file at ``path``, if it was written for ``config`` up to its seeds.
+
+    A run depends on its own seed only (model initialisation, batch order; the noise has its
+    own ``noise_seed``), so an experiment whose seeds were extended keeps its finished runs,
+    and one whose seeds were cut keeps those of the seeds left."""
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
-    if previous.get("config") != json.loads(json.dumps(config)):
+    now = json.loads(json.dumps(config))
+    old = previous.get("config") or {}
+    if {k: v for k, v in old.items() if k != "seeds"} != {k: v for k, v in now.items() if k != "seeds"}:
         return {}
-    return {(r["method"], r["seed"]): r for r in previous["runs"]}
+    return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"]}
 
 
 def run(

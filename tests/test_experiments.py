@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 
@@ -68,6 +69,33 @@ def test_interrupted_sweep_resumes_without_retraining(tmp_path, tiny, monkeypatc
     assert calls == ["sgd", "sam"]  # only the missing runs (seed 1) were trained
     # the file lists runs method by method, whatever the training order
     assert [(r["method"], r["seed"]) for r in res["runs"]] == [("SGD", 0), ("SGD", 1), ("SAM", 0), ("SAM", 1)]
+
+
+def test_extending_an_experiments_seeds_keeps_its_finished_runs(tmp_path, tiny, monkeypatch):
+    kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    one_seed = lambda profile: dataclasses.replace(tiny(profile), seeds=(0,))  # noqa: E731
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", one_seed)
+    first = experiments.run("tiny", "smoke", **kw)
+    real_fit, calls = train.fit, []
+
+    def counting_fit(model, method, data, config):
+        calls.append((method.name, config.seed))
+        return real_fit(model, method, data, config)
+
+    monkeypatch.setattr(train, "fit", counting_fit)
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", tiny)  # seeds (0, 1)
+    res = experiments.run("tiny", "smoke", **kw)
+    assert calls == [("sgd", 1), ("sam", 1)]  # seed 0 was kept, not retrained
+    assert tuple(res["config"]["seeds"]) == (0, 1)
+    kept = {(r["method"], r["seed"]): r for r in res["runs"]}
+    sam0 = next(r for r in first["runs"] if r["method"] == "SAM")
+    assert kept[("SAM", 0)]["wall_seconds"] == sam0["wall_seconds"]  # the very run of the first call
+    # any other change of the configuration still starts afresh
+    calls.clear()
+    other = lambda profile: dataclasses.replace(tiny(profile), rate=0.2)  # noqa: E731
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", other)
+    experiments.run("tiny", "smoke", **{**kw, "checkpoint_root": tmp_path / "c2"})
+    assert len(calls) == 4
 
 
 def test_summary_and_table_match_hand_computation(tmp_path, tiny):
