@@ -25,6 +25,7 @@ __all__ = [
     "paired_claims",
     "per_class_accuracy",
     "recovery",
+    "report",
     "row_normalise",
     "structured_noise_claims",
     "test_size",
@@ -56,6 +57,13 @@ def test_size(result: dict[str, Any]) -> int:
     if match is None:
         raise ValueError(f"result of {result.get('experiment')!r} does not say its test-set size in 'dataset'")
     return int(match.group(1))
+
+
+def report(claims: list[dict[str, Any]]) -> str:
+    """One line per claim: ``✓ holds`` or ``✗ no``, the claim, and its evidence in brackets."""
+    return "\n".join(
+        ("✓ holds   " if c["holds"] else "✗ no      ") + f"{c['claim']}  [{c['evidence']}]" for c in claims
+    )
 
 
 def accuracy_stderr(acc: float, n: int) -> float:
@@ -365,6 +373,7 @@ def paired_claims(
         se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if n > 1 else math.inf
         claims.append(
             {
+                "method": label,
                 "claim": f"{label}'s {what[key]} {baseline}'s (paired over seeds)",
                 "holds": n > 1 and mean > z * se,
                 "evidence": f"{what[key].split(' is ')[0]}: mean difference {sign * 100 * mean:+.1f} points"

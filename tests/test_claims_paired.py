@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from samlab.claims import paired_claims, paired_differences
+from samlab.claims import paired_claims, paired_differences, report
 
 
 def _run(method: str, seed: int, best: float, final: float | None = None, noisy: float = 0.5) -> dict:
@@ -65,3 +65,14 @@ def test_bad_arguments_are_named():
         paired_claims(RESULT, z=0)
     with pytest.raises(ValueError, match="'E'"):
         paired_differences(RESULT, "E", "SAM")
+
+
+def test_report_prints_one_marked_line_per_claim_with_its_evidence():
+    claims = paired_claims(RESULT, "SAM", "best_test_acc")  # SGD, B, C, D: in the order of the runs
+    assert [c["method"] for c in claims] == ["SGD", "B", "C", "D"]
+    lines = report(claims).splitlines()
+    assert len(lines) == len(claims) == 4
+    assert lines[1].startswith("✓ holds   B's best test accuracy is above SAM's (paired over seeds)  [")
+    assert lines[2].startswith("✗ no      C's best test accuracy is above SAM's")
+    assert lines[3].endswith("(1 seed: no standard error)]")
+    assert report([]) == ""
