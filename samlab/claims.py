@@ -322,10 +322,20 @@ def structured_noise_claims(
     return claims
 
 
+def _source_accuracy(run: dict[str, Any], result: dict[str, Any]) -> float:
+    """A run's final accuracy pooled over the test images of the classes that lose labels to noise."""
+    counts, sources = run["test_confusion"], noise_source_classes(result)
+    total = sum(sum(counts[i]) for i in sources)
+    if not total:
+        raise ValueError(f"result of {result.get('experiment')!r} has no test images of a class that loses labels to noise")
+    return sum(counts[i][i] for i in sources) / total
+
+
 _PAIRED_KEYS = {
-    "best_test_acc": lambda run: run["best_test_acc"],
-    "final_test_acc": lambda run: run["final_test_acc"],
-    "final_noisy_fit": lambda run: run["history"][-1]["noisy_fit"],
+    "best_test_acc": lambda run, result: run["best_test_acc"],
+    "final_test_acc": lambda run, result: run["final_test_acc"],
+    "final_noisy_fit": lambda run, result: run["history"][-1]["noisy_fit"],
+    "final_source_acc": _source_accuracy,
 }
 
 
@@ -334,14 +344,15 @@ def paired_differences(result: dict[str, Any], label: str, baseline: str, key: s
 
     Runs with the same seed share the initial weights, the batch order and the noisy labels,
     so the per-seed difference removes most of the seed-to-seed spread (a *paired*
-    comparison). ``key``: ``best_test_acc``, ``final_test_acc`` or ``final_noisy_fit``.
-    Taught in notebook 06.
+    comparison). ``key``: ``best_test_acc``, ``final_test_acc``, ``final_noisy_fit`` or
+    ``final_source_acc`` (the final accuracy on the classes that lose labels to noise, from
+    ``test_confusion``: notebook 07). Taught in notebook 06.
     """
     if key not in _PAIRED_KEYS:
         raise ValueError(f"key must be one of {tuple(_PAIRED_KEYS)}, got key={key!r}")
     get = _PAIRED_KEYS[key]
-    a = {r["seed"]: get(r) for r in _runs(result, label)}
-    b = {r["seed"]: get(r) for r in _runs(result, baseline)}
+    a = {r["seed"]: get(r, result) for r in _runs(result, label)}
+    b = {r["seed"]: get(r, result) for r in _runs(result, baseline)}
     return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
 
 
@@ -361,7 +372,8 @@ def paired_claims(
         raise ValueError(f"z must be > 0, got z={z}")
     sign = -1.0 if key == "final_noisy_fit" else 1.0
     what = {"best_test_acc": "best test accuracy is above", "final_test_acc": "final test accuracy is above",
-            "final_noisy_fit": "final noisy fit is below"}
+            "final_noisy_fit": "final noisy fit is below",
+            "final_source_acc": "final accuracy on the classes that lose labels is above"}
     labels = list(dict.fromkeys(r["method"] for r in result["runs"]))
     claims = []
     for label in labels:

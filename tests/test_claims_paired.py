@@ -76,3 +76,24 @@ def test_report_prints_one_marked_line_per_claim_with_its_evidence():
     assert lines[2].startswith("✗ no      C's best test accuracy is above SAM's")
     assert lines[3].endswith("(1 seed: no standard error)]")
     assert report([]) == ""
+
+
+def _confusion_run(method: str, seed: int, src_right: int) -> dict:
+    # 3 classes, 10 test images each; class 0 is the only one that loses training labels (to class 1)
+    return {"method": method, "seed": seed, "best_test_acc": 0.5, "final_test_acc": 0.5, "history": [{"noisy_fit": 0.1}],
+            "test_confusion": [[src_right, 10 - src_right, 0], [1, 9, 0], [0, 0, 10]]}
+
+
+def test_source_class_accuracy_is_paired_per_seed_from_each_runs_test_confusion():
+    result = {"experiment": "asym", "noise_confusion": [[60, 40, 0], [0, 100, 0], [0, 0, 100]], "runs": [
+        _confusion_run("SGD", 0, 6), _confusion_run("SGD", 1, 5), _confusion_run("SGD", 2, 7),
+        _confusion_run("SAM", 0, 4), _confusion_run("SAM", 1, 4), _confusion_run("SAM", 2, 5),
+    ]}
+    # by hand: SAM − SGD on class 0 = (4−6, 4−5, 5−7) / 10
+    assert paired_differences(result, "SAM", "SGD", "final_source_acc") == pytest.approx([-0.2, -0.1, -0.2])
+    [sgd_vs_sam] = paired_claims(result, "SAM", "final_source_acc")
+    assert sgd_vs_sam["method"] == "SGD" and sgd_vs_sam["holds"]  # +0.167 ± 0.033: beyond 2 s.e.
+    assert sgd_vs_sam["claim"] == "SGD's final accuracy on the classes that lose labels is above SAM's (paired over seeds)"
+    no_sources = {**result, "noise_confusion": [[100, 0, 0], [0, 100, 0], [0, 0, 100]]}
+    with pytest.raises(ValueError, match="no test images of a class that loses labels"):
+        paired_differences(no_sources, "SAM", "SGD", "final_source_acc")
