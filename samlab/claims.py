@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "accuracy_stderr",
@@ -24,6 +24,7 @@ __all__ = [
     "paired_differences",
     "paired_claims",
     "per_class_accuracy",
+    "pooled_accuracy",
     "recovery",
     "report",
     "row_normalise",
@@ -250,6 +251,12 @@ def per_class_accuracy(counts: Any) -> list[float]:
     return [row[i] for i, row in enumerate(row_normalise(counts))]
 
 
+def pooled_accuracy(counts: Any, classes: list[int]) -> float:
+    """Accuracy over the test images of ``classes`` together, from a confusion matrix (NaN when they have none)."""
+    total = sum(sum(counts[i]) for i in classes)
+    return sum(counts[i][i] for i in classes) / total if total else math.nan
+
+
 def final_confusion(result: dict[str, Any], label: str) -> list[list[int]]:
     """``label``'s final test confusion matrix, summed over its seeds: C[i][j] = images of class i predicted as j."""
     runs = _runs(result, label)
@@ -292,12 +299,7 @@ def structured_noise_claims(
     final = {k: _mean([r["final_test_acc"] for r in _runs(result, k)]) for k in labels}
     sources = noise_source_classes(result)
 
-    def source_acc(label: str) -> float:
-        counts = final_confusion(result, label)
-        total = sum(sum(counts[i]) for i in sources)
-        return sum(counts[i][i] for i in sources) / total if total else math.nan
-
-    src = {k: source_acc(k) for k in ("SGD", sam)}
+    src = {k: pooled_accuracy(final_confusion(result, k), sources) for k in ("SGD", sam)}
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     claims = [
         {"claim": f"{sam}'s best test accuracy is above SGD's", "holds": best[sam] > best["SGD"],
@@ -322,20 +324,25 @@ def structured_noise_claims(
     return claims
 
 
-def _source_accuracy(run: dict[str, Any], result: dict[str, Any]) -> float:
-    """A run's final accuracy pooled over the test images of the classes that lose labels to noise."""
-    counts, sources = run["test_confusion"], noise_source_classes(result)
-    total = sum(sum(counts[i]) for i in sources)
-    if not total:
-        raise ValueError(f"result of {result.get('experiment')!r} has no test images of a class that loses labels to noise")
-    return sum(counts[i][i] for i in sources) / total
+def _source_accuracy(result: dict[str, Any]) -> Callable[[dict[str, Any]], float]:
+    """Per run: the final accuracy pooled over the test images of the classes that lose labels to noise."""
+    sources = noise_source_classes(result)
+
+    def get(run: dict[str, Any]) -> float:
+        acc = pooled_accuracy(run["test_confusion"], sources)
+        if math.isnan(acc):
+            raise ValueError(f"result of {result.get('experiment')!r} has no test images of a class that loses labels to noise")
+        return acc
+
+    return get
 
 
-_PAIRED_KEYS = {
-    "best_test_acc": lambda run, result: run["best_test_acc"],
-    "final_test_acc": lambda run, result: run["final_test_acc"],
-    "final_noisy_fit": lambda run, result: run["history"][-1]["noisy_fit"],
-    "final_source_acc": _source_accuracy,
+#: key -> (how "better" reads in a claim, +1 / -1 for higher / lower is better, result -> (run -> value))
+_PAIRED_KEYS: dict[str, tuple[str, float, Callable[[dict[str, Any]], Callable[[dict[str, Any]], float]]]] = {
+    "best_test_acc": ("best test accuracy is above", 1.0, lambda result: lambda run: run["best_test_acc"]),
+    "final_test_acc": ("final test accuracy is above", 1.0, lambda result: lambda run: run["final_test_acc"]),
+    "final_noisy_fit": ("final noisy fit is below", -1.0, lambda result: lambda run: run["history"][-1]["noisy_fit"]),
+    "final_source_acc": ("final accuracy on the classes that lose labels is above", 1.0, _source_accuracy),
 }
 
 
@@ -348,11 +355,25 @@ def paired_differences(result: dict[str, Any], label: str, baseline: str, key: s
     ``final_source_acc`` (the final accuracy on the classes that lose labels to noise, from
     ``test_confusion``: notebook 07). Taught in notebook 06.
     """
+    return _differences(_per_seed(result, key), result, label, baseline)
+
+
+def _per_seed(result: dict[str, Any], key: str) -> dict[str, dict[int, float]]:
+    """Method label -> seed -> the value of ``key`` for that run."""
     if key not in _PAIRED_KEYS:
         raise ValueError(f"key must be one of {tuple(_PAIRED_KEYS)}, got key={key!r}")
-    get = _PAIRED_KEYS[key]
-    a = {r["seed"]: get(r, result) for r in _runs(result, label)}
-    b = {r["seed"]: get(r, result) for r in _runs(result, baseline)}
+    get = _PAIRED_KEYS[key][2](result)
+    out: dict[str, dict[int, float]] = {}
+    for r in result["runs"]:
+        out.setdefault(r["method"], {})[r["seed"]] = get(r)
+    return out
+
+
+def _differences(values: dict[str, dict[int, float]], result: dict[str, Any], label: str, baseline: str) -> list[float]:
+    for k in (label, baseline):
+        if k not in values:
+            _runs(result, k)  # raises, naming the missing label
+    a, b = values[label], values[baseline]
     return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
 
 
@@ -370,25 +391,22 @@ def paired_claims(
     """
     if z <= 0:
         raise ValueError(f"z must be > 0, got z={z}")
-    sign = -1.0 if key == "final_noisy_fit" else 1.0
-    what = {"best_test_acc": "best test accuracy is above", "final_test_acc": "final test accuracy is above",
-            "final_noisy_fit": "final noisy fit is below",
-            "final_source_acc": "final accuracy on the classes that lose labels is above"}
-    labels = list(dict.fromkeys(r["method"] for r in result["runs"]))
+    values = _per_seed(result, key)
+    what, sign, _ = _PAIRED_KEYS[key]
     claims = []
-    for label in labels:
+    for label in values:
         if label == baseline:
             continue
-        d = [sign * v for v in paired_differences(result, label, baseline, key)]
+        d = [sign * v for v in _differences(values, result, label, baseline)]
         n = len(d)
         mean = _mean(d) if n else 0.0
         se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if n > 1 else math.inf
         claims.append(
             {
                 "method": label,
-                "claim": f"{label}'s {what[key]} {baseline}'s (paired over seeds)",
+                "claim": f"{label}'s {what} {baseline}'s (paired over seeds)",
                 "holds": n > 1 and mean > z * se,
-                "evidence": f"{what[key].split(' is ')[0]}: mean difference {sign * 100 * mean:+.1f} points"
+                "evidence": f"{what.split(' is ')[0]}: mean difference {sign * 100 * mean:+.1f} points"
                 + (f" ± {100 * se:.1f} (s.e., {n} seeds)" if n > 1 else f" ({n} seed: no standard error)"),
                 "mean_difference": sign * mean,
                 "stderr": se,

@@ -14,6 +14,7 @@ from samlab.claims import (
     final_confusion,
     noise_source_classes,
     per_class_accuracy,
+    pooled_accuracy,
     row_normalise,
     structured_noise_claims,
 )
@@ -101,3 +102,10 @@ def test_final_confusion_sums_seeds_and_needs_the_field():
     del r["runs"][0]["test_confusion"]
     with pytest.raises(ValueError, match="test_confusion"):
         final_confusion(r, "SGD")
+
+
+def test_pooled_accuracy_counts_the_chosen_classes_test_images_together():
+    counts = [[8, 2, 0], [3, 1, 0], [0, 0, 5]]
+    assert pooled_accuracy(counts, [0, 1]) == pytest.approx((8 + 1) / (10 + 4))  # not the mean of 0.8 and 0.25
+    assert pooled_accuracy(counts, [2]) == 1.0
+    assert math.isnan(pooled_accuracy(counts, []))
