@@ -24,7 +24,7 @@ the last line of the output is JSON. ``targets`` compares the ratios with the pr
 goals (:data:`TARGETS`).
 
 ``--throughput`` measures instead the training images per second of the default data
-path of :func:`samlab.train.fit` against its GPU fast path (:mod:`samlab.fast`: uint8
+path of :func:`samlab.train.fit` against its GPU fast path (:mod:`samlab.fast`, timed by :func:`throughput`: uint8
 images on the device, ``channels_last``; ``--compile`` adds ``torch.compile``), through
 the real batch pipeline (crop+flip augmentation included) on synthetic 8-bit CIFAR-shaped
 images, for the methods of ``--methods`` (default ``sgd,sam``). ``--repeats`` timed
@@ -54,21 +54,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from samlab import data as data_mod
+from samlab import fast, hardware, methods, provenance, results
+from samlab.models import build
+from samlab.train import FitConfig, epoch_batches
+
 __all__ = [
     "MODELS",
     "README_GPU_MARKERS",
     "README_MARKERS",
     "TARGETS",
     "VARIANTS",
+    "bench_costs",
     "bench_model",
     "build_methods",
     "committed_gpu_tables",
     "committed_table",
     "main",
     "markdown_table",
+    "throughput",
     "throughput_markdown_table",
     "throughput_records",
+    "throughput_table",
     "training_hours",
+    "variant_of",
 ]
 
 #: the README's benchmark table sits between these lines (``make bench-table``)
@@ -95,6 +104,41 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "regsgd-weighted": ("regsgd", {"weighted": True}),
 }
 
+def _shape(name: str, cfg: dict[str, Any]) -> tuple[Any, ...]:
+    """What decides a method's cost per step: its name and structural options, not its coefficients."""
+    inner = cfg.get("inner")
+    return (
+        name,
+        name == "sam" and cfg.get("m") == 1,
+        bool(cfg.get("adaptive")),
+        bool(cfg.get("per_example")),
+        bool(cfg.get("weighted")),
+        inner.get("method") if isinstance(inner, dict) else None,
+        cfg.get("engine") == "vmap",
+    )
+
+
+def variant_of(config: dict[str, Any]) -> str | None:
+    """The benchmark label of a method config (``{"method": "sam", "rho": 0.01, "m": 1}`` → ``"1-sam"``),
+    matched on the options that change the cost of a step (per-example or not, adaptive, weighted, the
+    inner method of a wrapper, the engine), not on coefficients; ``None`` if no variant matches.
+    The inverse of :data:`VARIANTS`, derived from it."""
+    want = _shape(config["method"], config)
+    return next((label for label, (name, kw) in VARIANTS.items() if _shape(name, kw) == want), None)
+
+
+def bench_costs(result: dict[str, Any], bench_record: dict[str, Any]) -> dict[str, float]:
+    """Cost of each method label of ``result`` relative to SGD, read from one model's benchmark record
+    (its ``ratio_to_sgd``, by variant; see :func:`variant_of`). Labels with no timed variant are left out."""
+    ratios = bench_record["ratio_to_sgd"]
+    out: dict[str, float] = {}
+    for label, cfg in result["config"]["methods"].items():
+        variant = variant_of(cfg)
+        if variant in ratios:
+            out[label] = float(ratios[variant])
+    return out
+
+
 #: label -> the largest acceptable ratio to SGD (the project's goals). ``1-sam``'s goal is
 #: stated for batch 128.
 TARGETS: dict[str, float] = {"sam": 2.1, "jsam": 2.2, "regsgd": 1.15, "1-sam": 4.0}
@@ -118,8 +162,6 @@ def build_methods(labels: Sequence[str] | None, batch: int) -> tuple[dict[str, A
     ``labels=None``: every variant of :data:`VARIANTS` plus every other registered name.
     OBF's chunk size is 64 when it divides ``batch``, else the whole batch.
     """
-    from samlab import methods
-
     registered = methods.names()
     variants = dict(VARIANTS)
     for name in registered:
@@ -150,6 +192,13 @@ def build_methods(labels: Sequence[str] | None, batch: int) -> tuple[dict[str, A
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _where(device: torch.device) -> str:
+    """:func:`samlab.hardware.describe`, with the load average on a CPU (timings move with it)."""
+    if device.type == "cuda":
+        return hardware.describe(device)
+    return f"{hardware.describe(device)}, load average {os.getloadavg()[0]:.1f}"
 
 
 class _Runner:
@@ -187,8 +236,6 @@ def bench_model(
     The methods take their steps in turn (round robin: one step of each, ``warmup +
     repeats`` rounds), so that a change in the machine's load hits all of them alike.
     """
-    from samlab.models import build
-
     device = torch.device(device)
     name, options = MODELS[model_key]
     model = build(name, INPUT_SHAPE, NUM_CLASSES, seed=seed, **options).to(device)
@@ -212,12 +259,8 @@ def bench_model(
     for label, limit in TARGETS.items():
         if label in ratio:
             targets[label] = {"max": limit, "ratio": round(ratio[label], 3), "met": bool(ratio[label] <= limit)}
-    if device.type == "cuda":
-        where = torch.cuda.get_device_name(device)
-    else:
-        where = f"cpu ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f})"
     return {
-        "device": where,
+        "device": _where(device),
         "model": model_key,
         "batch": batch,
         "ms_per_step": {k: round(v, 2) for k, v in ms.items()},
@@ -279,25 +322,18 @@ def throughput_markdown_table(saved: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _committed(profile: str, name: str) -> dict[str, Any] | None:
-    from samlab.data import data_root
-
-    path = data_root() / "results" / profile / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def committed_table(path: Path | None = None) -> str:
     """:func:`markdown_table` of the committed ``data/results/cpu/bench.json``, or a note that there is none."""
     saved = json.loads(Path(path).read_text()) if path is not None and Path(path).exists() else None
     if path is None:
-        saved = _committed("cpu", "bench")
+        saved = results.committed("cpu", "bench")
     return "_No benchmark file yet._" if saved is None else markdown_table(saved)
 
 
 def committed_gpu_tables() -> str:
     """The README's GPU section: ms per step (``data/results/gpu/bench.json``) and images per second
     of the fast path (``data/results/gpu/throughput.json``), each or a note that there is none."""
-    bench, speed = _committed("gpu", "bench"), _committed("gpu", "throughput")
+    bench, speed = results.committed("gpu", "bench"), results.committed("gpu", "throughput")
     parts = ["_No GPU benchmark file yet._" if bench is None else markdown_table(bench),
              "_No GPU throughput file yet._" if speed is None else throughput_markdown_table(speed)]
     return "\n\n".join(parts)
@@ -308,11 +344,9 @@ def training_hours(
 ) -> dict[str, float]:
     """Hours of training steps each method label of ``methods`` (an experiment's method configs) needs,
     estimated from one benchmark ``record`` (notebook 04): SGD's ms per step × the method's ratio to SGD
-    (:func:`samlab.claims.bench_costs`) × ``n_train // batch`` steps per epoch (as :func:`samlab.train.fit`)
+    (:func:`bench_costs`) × ``n_train // batch`` steps per epoch (as :func:`samlab.train.fit`)
     × ``epochs`` × ``seeds``. Evaluation and start-up are left out, so it is a lower bound. Labels whose
     method the benchmark did not time are left out."""
-    from samlab.claims import bench_costs
-
     if record["batch"] != batch:
         raise ValueError(f"batch must be the benchmark's batch ({record['batch']}) for its times to apply, got {batch}")
     if n_train < 1 or epochs < 1 or seeds < 1:
@@ -324,13 +358,80 @@ def training_hours(
 
 def _write_out(out: str, argv: Sequence[str] | None, device: str, records: list[dict[str, Any]]) -> None:
     """``--out``: the records with the command that made them and the machine's provenance."""
-    from samlab import provenance
-
     env = {k: v for k, v in provenance.record(torch.device(device)).items() if k in ("hardware", "git_commit", "date", "torch")}
     cmd = "python -m samlab.bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"command": cmd.strip(), **env, "records": records}, indent=1))
+    results.write(Path(out), {"command": cmd.strip(), **env, "records": records})
+
+
+def throughput(
+    model: nn.Module,
+    method: Any,
+    data: data_mod.Dataset,
+    configs: dict[str, dict[str, Any]] | None = None,
+    *,
+    batch: int = 128,
+    steps: int = 20,
+    warmup: int = 3,
+    augment: bool = True,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Training images per second of ``method`` on ``model`` under each configuration.
+
+    ``configs``: label -> fast-path ``FitConfig`` fields (default: ``default`` = none,
+    ``uint8``, ``uint8+channels_last`` and, where asked, ``+compile``). Each configuration
+    trains a fresh copy of ``model`` for ``warmup`` untimed steps, then ``steps`` timed
+    steps (CUDA synchronised at both ends), through the same batch pipeline as
+    :func:`samlab.train.fit`. Returns label -> ``{"images_per_second", "ms_per_step"}``.
+    No numbers are asserted anywhere: timings depend on the machine and its load.
+    """
+    if configs is None:
+        configs = {"default": {}, "uint8": {"image_storage": "uint8"}, "uint8+channels_last": dict(fast.FAST)}
+    device = data.x_train.device
+    n = len(data.y_train)
+    batch = min(batch, n)
+    per_epoch = max(1, n // batch)
+    out: dict[str, dict[str, float]] = {}
+    for label, fields in configs.items():
+        cfg = FitConfig(batch_size=batch, augment=augment, seed=seed, progress=False, **fields)
+        images = fast.DeviceImages.from_dataset(data) if cfg.image_storage == "uint8" else None
+        net = copy.deepcopy(model).to(device).train()
+        if cfg.memory_format == "channels_last":
+            net = net.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            net.compile()
+        m = copy.deepcopy(method)
+        m.start_epoch(0, 1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        done, epoch, t0 = 0, 0, time.perf_counter()
+        while done < warmup + steps:
+            torch.manual_seed(seed + epoch)
+            gen = torch.Generator().manual_seed(seed + epoch)
+            order = torch.randperm(n, generator=gen).to(device)
+            for x, y in epoch_batches(data, cfg, order, gen, per_epoch, batch, images):
+                if done == warmup:
+                    _sync(device)
+                    t0 = time.perf_counter()
+                m.step(net, x, y, opt)
+                done += 1
+                if done == warmup + steps:
+                    break
+            epoch += 1
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        out[label] = {"images_per_second": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps}
+    return out
+
+
+def throughput_table(measured: dict[str, dict[str, float]], names: Sequence[str] | None = None) -> str:
+    """Plain-text table of :func:`throughput`'s result, with speed-ups over the first row."""
+    names = list(names or measured)
+    base = measured[names[0]]["images_per_second"]
+    lines = [f"{'configuration':<28} {'images/s':>10} {'ms/step':>9} {'speed-up':>9}"]
+    for k in names:
+        r = measured[k]
+        ips = r["images_per_second"]
+        lines.append(f"{k:<28} {ips:>10.0f} {r['ms_per_step']:>9.1f} {ips / base:>8.2f}×")
+    return "\n".join(lines)
 
 
 def throughput_records(
@@ -344,10 +445,7 @@ def throughput_records(
     seed: int = 0,
     compile: bool = False,
 ) -> list[dict[str, Any]]:
-    """Images per second of the default and fast data paths (:func:`samlab.fast.throughput`)."""
-    from samlab import fast
-    from samlab.models import build
-
+    """Images per second of the default and fast data paths (:func:`throughput`)."""
     device = torch.device(device)
     configs: dict[str, dict[str, Any]] = {
         "default": {},
@@ -358,16 +456,13 @@ def throughput_records(
         configs["uint8+channels_last+compile"] = {**fast.FAST, "compile": True}
     data = fast.synthetic_images(n=batch * 8, n_test=batch, seed=seed).to(device)
     built, skipped = build_methods(list(labels), batch)
-    if device.type == "cuda":
-        where = torch.cuda.get_device_name(device)
-    else:
-        where = f"cpu ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f})"
+    where = _where(device)
     records = []
     for key in models:
         name, options = MODELS[key]
         model = build(name, INPUT_SHAPE, NUM_CLASSES, seed=seed, **options)
         for label, method in built.items():
-            res = fast.throughput(model, method, data, configs, batch=batch, steps=repeats, warmup=warmup, seed=seed)
+            res = throughput(model, method, data, configs, batch=batch, steps=repeats, warmup=warmup, seed=seed)
             base = res["default"]["images_per_second"]
             records.append(
                 {
@@ -377,7 +472,7 @@ def throughput_records(
                     "method": label,
                     "images_per_second": {k: round(v["images_per_second"], 1) for k, v in res.items()},
                     "speedup": {k: round(v["images_per_second"] / base, 3) for k, v in res.items()},
-                    "table": fast.throughput_table(res),
+                    "table": throughput_table(res),
                     "skipped": skipped,
                 }
             )
@@ -403,10 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only rewrite the benchmark tables of this README from data/results/{cpu,gpu}/")
     args = parser.parse_args(argv)
     if args.readme:
-        from samlab.experiments import update_readme
-
-        update_readme(Path(args.readme), committed_table(), README_MARKERS)
-        update_readme(Path(args.readme), committed_gpu_tables(), README_GPU_MARKERS)
+        results.update_readme(Path(args.readme), committed_table(), README_MARKERS)
+        results.update_readme(Path(args.readme), committed_gpu_tables(), README_GPU_MARKERS)
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]

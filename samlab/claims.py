@@ -13,8 +13,9 @@ import re
 from typing import Any, Callable
 
 __all__ = [
+    "final_mean",
+    "n_test",
     "accuracy_stderr",
-    "bench_costs",
     "early_stopping",
     "final_confusion",
     "logit_jacobian_claims",
@@ -29,7 +30,6 @@ __all__ = [
     "report",
     "row_normalise",
     "structured_noise_claims",
-    "test_size",
 ]
 
 
@@ -48,11 +48,11 @@ def _best(result: dict[str, Any], label: str) -> float:
     return _mean([r["best_test_acc"] for r in _runs(result, label)])
 
 
-def _final(result: dict[str, Any], label: str, key: str) -> float:
+def final_mean(result: dict[str, Any], label: str, key: str) -> float:
     return _mean([r["history"][-1][key] for r in _runs(result, label)])
 
 
-def test_size(result: dict[str, Any]) -> int:
+def n_test(result: dict[str, Any]) -> int:
     """The number of test examples of a result, read from its dataset description."""
     match = re.search(r"(\d+) test", result.get("dataset", ""))
     if match is None:
@@ -92,8 +92,8 @@ def memorisation_claims(result: dict[str, Any], sam: str = "SAM") -> list[dict[s
     training, read here from the final epoch: final test accuracy and the fraction of
     noisy examples fit to their wrong label (means over seeds).
     """
-    acc = {k: _final(result, k, "test_acc") for k in ("SGD", sam, "L-SAM", "J-SAM")}
-    noisy = {k: _final(result, k, "noisy_fit") for k in ("SGD", sam, "L-SAM", "J-SAM")}
+    acc = {k: final_mean(result, k, "test_acc") for k in ("SGD", sam, "L-SAM", "J-SAM")}
+    noisy = {k: final_mean(result, k, "noisy_fit") for k in ("SGD", sam, "L-SAM", "J-SAM")}
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     return [
         {"claim": f"{sam}'s final test accuracy is above SGD's", "holds": acc[sam] > acc["SGD"],
@@ -133,7 +133,7 @@ def logit_jacobian_claims(result: dict[str, Any], sam: str = "1-SAM", close: flo
          "evidence": f"|L-SAM − SGD| = {pct(abs(lsam - sgd))}, |J-SAM − SGD| = {pct(abs(jsam - sgd))}"},
     ]
     for key, what in (("head_norm", "last-layer weight norm"), ("feature_norm", "mean feature norm")):
-        a, b = _final(result, sam, key), _final(result, "SGD", key)
+        a, b = final_mean(result, sam, key), final_mean(result, "SGD", key)
         claims.append({"claim": f"{sam}'s final {what} is below SGD's", "holds": a < b,
                        "evidence": f"{sam} {a:.3g} vs SGD {b:.3g}"})
     return claims
@@ -154,34 +154,6 @@ def early_stopping(result: dict[str, Any], label: str = "SGD") -> dict[str, Any]
     }
 
 
-def bench_costs(result: dict[str, Any], bench_record: dict[str, Any]) -> dict[str, float]:
-    """Cost of each method label of ``result`` relative to SGD, read from a benchmark record.
-
-    ``bench_record`` is one model's JSON record of ``python -m samlab.bench`` (keys
-    ``ratio_to_sgd``, per benchmark variant: ``sgd``, ``sam``, ``1-sam``, ``jsam-1``,
-    ``regsgd``, ``regsgd-weighted``, ``saner(sam)``, ...). A label's method config is mapped to its variant;
-    a per-step cost does not depend on SGD's weight decay or a regulariser's coefficients.
-    Labels with no matching variant are left out.
-    """
-    ratios = bench_record["ratio_to_sgd"]
-    out: dict[str, float] = {}
-    for label, cfg in result["config"]["methods"].items():
-        name = cfg["method"]
-        if name == "regsgd":
-            variant = "regsgd-weighted" if cfg.get("weighted") else "regsgd"
-        elif name == "sam":
-            variant = "1-sam" if cfg.get("m") == 1 else ("asam" if cfg.get("adaptive") else "sam")
-        elif name in ("lsam", "jsam"):
-            variant = f"{name}-1" if cfg.get("per_example") else name
-        elif name == "saner":
-            variant = f"saner({cfg.get('inner', {}).get('method', 'sam')})"
-        else:
-            variant = name
-        if variant in ratios:
-            out[label] = float(ratios[variant])
-    return out
-
-
 def recovery(
     result: dict[str, Any],
     baseline: str = "SGD",
@@ -195,7 +167,7 @@ def recovery(
     epoch relative to ``baseline`` (seconds per epoch measured in the same result file),
     the fractions ``(method − baseline) / (target − baseline)`` of the gain in best and in
     final accuracy (``None`` where the target has no gain), and ``cheap``: cost ≤ ``cost_limit``.
-    ``costs`` (label -> cost relative to the baseline, e.g. from :func:`bench_costs`)
+    ``costs`` (label -> cost relative to the baseline, e.g. from :func:`samlab.bench.bench_costs`)
     replaces the measured seconds per epoch where given.
     """
     if cost_limit <= 0:

@@ -1,59 +1,32 @@
-"""Named experiments × profiles, and the runner that writes result files with provenance.
+"""The named experiments: what each one trains, at each profile.
 
-Taught in notebooks 03–07, which load the committed result of the active profile and
-re-run on request. From a shell::
+An :class:`Experiment` is everything needed to reproduce one comparison of methods on
+one noisy dataset (data, noise, model, method configurations, training settings, seeds);
+``EXPERIMENTS`` maps each name to a function of the profile (``smoke``, ``cpu``, ``gpu``)
+that builds it. :mod:`samlab.runner` runs them and :mod:`samlab.results` reads and writes their
+result files. From a shell (this module's ``__main__`` is the runner's CLI)::
 
     python -m samlab.experiments list
     python -m samlab.experiments run memorisation --profile cpu
     python -m samlab.experiments table            # markdown table of every result file
-
-A run writes ``data/results/<profile>/<name>.json`` with the configuration, samlab
-version and git commit, hardware, and for every (method, seed) the full per-epoch
-history, best and final test accuracy, seconds per epoch and realised noise rate. The
-file is rewritten after every finished run, and every run checkpoints each epoch, so an
-interrupted ``run`` continues where it stopped when called again.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
-import json
-import math
-import os
-import statistics
-import time
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from samlab import data as data_mod
-from samlab import hardware, methods, models, profiles, provenance, train
+from samlab import profiles
 
 __all__ = [
     "EXPERIMENTS",
     "REGULARISERS",
-    "README_MARKERS",
-    "committed_table",
-    "confusion",
-    "confusion_counts",
-    "update_readme",
     "Experiment",
     "experiment",
     "get",
-    "histories",
-    "load_bench",
-    "load_or_run",
-    "load_result",
-    "main",
-    "result_path",
-    "run",
-    "summarise",
-    "table_markdown",
 ]
 
 
@@ -153,14 +126,8 @@ def _logit_jacobian(profile: str, rate: float) -> Experiment:
     )
 
 
-@experiment
-def logit_jacobian_30(profile: str) -> Experiment:
-    return _logit_jacobian(profile, 0.3)
-
-
-@experiment
-def logit_jacobian_50(profile: str) -> Experiment:
-    return _logit_jacobian(profile, 0.5)
+for _rate in (0.3, 0.5):
+    EXPERIMENTS[f"logit-jacobian-{round(100 * _rate)}"] = functools.partial(_logit_jacobian, rate=_rate)
 
 
 @experiment
@@ -349,28 +316,6 @@ def asymmetric_40(profile: str) -> Experiment:
     return _structured(profile, 0.4, seeds=(0, 1, 2))
 
 
-def confusion_counts(y_true: torch.Tensor, y_other: torch.Tensor, num_classes: int) -> list[list[int]]:
-    """Counts C[i][j] of examples with ``y_true == i`` and ``y_other == j``."""
-    if y_true.shape != y_other.shape:
-        raise ValueError(f"y_true and y_other must have the same shape, got {tuple(y_true.shape)} and {tuple(y_other.shape)}")
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    counts.index_put_((y_true.cpu().long(), y_other.cpu().long()), torch.ones(len(y_true), dtype=torch.int64), accumulate=True)
-    return counts.tolist()
-
-
-@torch.no_grad()
-def confusion(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch_size: int = 2048) -> list[list[int]]:
-    """Counts C[i][j] of examples of class ``i`` (rows: the labels ``y``) predicted as ``j``."""
-    was_training = model.training
-    model.eval()
-    preds = []
-    for i in range(0, len(x), batch_size):
-        out = model(x[i : i + batch_size])
-        preds.append(out.argmax(-1) if out.ndim == 2 and out.shape[-1] > 1 else (out.reshape(-1) > 0).long())
-    model.train(was_training)
-    return confusion_counts(y, torch.cat(preds), num_classes)
-
-
 def _beyond_sam(profile: str, rate: float) -> Experiment:
     """Notebook 06: newer SAM variants (F-SAM, OBF, SANER) against SGD and SAM on notebook 03's setting.
 
@@ -402,347 +347,11 @@ def _beyond_sam(profile: str, rate: float) -> Experiment:
     )
 
 
-@experiment
-def beyond_sam_30(profile: str) -> Experiment:
-    return _beyond_sam(profile, 0.3)
+for _rate in (0.3, 0.5):
+    EXPERIMENTS[f"beyond-sam-{round(100 * _rate)}"] = functools.partial(_beyond_sam, rate=_rate)
 
 
-@experiment
-def beyond_sam_50(profile: str) -> Experiment:
-    return _beyond_sam(profile, 0.5)
+if __name__ == "__main__":  # the CLI lives with the runner, which imports this module
+    from samlab.runner import main
 
-
-# --------------------------------------------------------------------------- running
-
-
-def result_path(name: str, profile: str, root: Path | None = None) -> Path:
-    root = Path(root) if root is not None else data_mod.data_root() / "results"
-    return root / profile / f"{name}.json"
-
-
-def _checkpoint_path(exp: Experiment, profile: str, label: str, seed: int, root: Path | None) -> Path:
-    root = Path(root) if root is not None else data_mod.data_root() / "checkpoints"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-    return root / profile / exp.name / f"{safe}-seed{seed}.ckpt"
-
-
-def _finite(obj: Any) -> Any:
-    """NaN/inf -> None so result files are strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _write(path: Path, result: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_finite(result), indent=1))
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path.lock`` (several processes may share one result file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as f:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no locking, one process per file
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Runs already in the result file at ``path``, if it was written for ``config`` up to its seeds.
-
-    A run depends on its own seed only (model initialisation, batch order; the noise has its
-    own ``noise_seed``), so an experiment whose seeds were extended keeps its finished runs,
-    and one whose seeds were cut keeps those of the seeds left."""
-    if not path.exists():
-        return {}
-    previous = json.loads(path.read_text())
-    now = json.loads(json.dumps(config))
-    old = previous.get("config") or {}
-    if {k: v for k, v in old.items() if k != "seeds"} != {k: v for k, v in now.items() if k != "seeds"}:
-        return {}
-    return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"]}
-
-
-def run(
-    name: str,
-    profile: str | None = None,
-    *,
-    only: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    device: torch.device | str | None = None,
-    results_root: Path | None = None,
-    checkpoint_root: Path | None = None,
-    progress: bool = True,
-    save: bool = True,
-) -> dict[str, Any]:
-    """Train every (method, seed) of experiment ``name`` and return (and save) the result.
-
-    ``only`` restricts training to some method labels and ``seeds`` to some of the
-    experiment's seeds. Finished runs found in the result
-    file (same configuration) are not re-trained; an interrupted run resumes from its last
-    epoch checkpoint. Several processes may run disjoint ``only``/``seeds`` sets of one experiment at
-    once: each merges its runs into the file under a lock.
-    """
-    profile = profile or profiles.active()
-    exp = get(name, profile)
-    labels = list(exp.methods) if only is None else list(only)
-    unknown = [lab for lab in labels if lab not in exp.methods]
-    if unknown:
-        raise ValueError(f"only must name methods of {name!r}: {tuple(exp.methods)}, got {unknown}")
-    wanted_seeds = list(exp.seeds) if seeds is None else list(seeds)
-    if not set(wanted_seeds) <= set(exp.seeds):
-        raise ValueError(f"seeds must be among the seeds of {name!r}: {tuple(exp.seeds)}, got {tuple(wanted_seeds)}")
-    device = torch.device(device) if device is not None else hardware.default_device()
-    path = result_path(name, profile, results_root)
-    config = exp.config()
-    order = [(label, seed) for label in exp.methods for seed in exp.seeds]
-
-    ds = data_mod.load(exp.dataset, noise=exp.noise, rate=exp.rate, noise_seed=exp.noise_seed, device=device, **exp.data_options)
-    env = {k: v for k, v in provenance.record(device).items() if k != "profile"}
-    result: dict[str, Any] = {
-        "experiment": name,
-        "description": exp.description,
-        "profile": profile,
-        "config": config,
-        "dataset": ds.describe(),
-        "realised_noise_rate": ds.noise.realised_rate if ds.noise else 0.0,
-        #: counts N[i][j] of training examples of true class i given observed label j
-        "noise_confusion": confusion_counts(ds.y_train_clean, ds.y_train, ds.num_classes),
-        **env,
-        "command": f"python -m samlab.experiments run {name} --profile {profile}",
-        "runs": [],
-    }
-    mine: dict[tuple[str, int], dict[str, Any]] = {}
-
-    def merged() -> dict[str, Any]:
-        runs = {**(_finished(path, config) if save else {}), **mine}
-        return {**result, "runs": [runs[key] for key in order if key in runs]}
-
-    # Seed-major, so that an interrupted sweep has every method for its first seeds.
-    for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
-        if label not in labels or seed not in wanted_seeds or (save and (label, seed) in _finished(path, config)):
-            continue
-        method_cfg = {k: v for k, v in exp.methods[label].items() if k != "fit"}
-        fit_overrides = exp.methods[label].get("fit", {})
-        method = methods.get(method_cfg)
-        model = models.build(exp.model, ds.input_shape, ds.num_classes, seed=seed, **exp.model_options).to(device)
-        ckpt = _checkpoint_path(exp, profile, label, seed, checkpoint_root) if save else None
-        t0 = time.perf_counter()
-        fit_config = train.FitConfig(
-            **{**exp.fit, **fit_overrides, "seed": seed, "checkpoint": str(ckpt) if ckpt else None, "progress": progress}
-        )
-        history = train.fit(model, method, ds, fit_config)
-        mine[(label, seed)] = {
-            "method": label,
-            "method_config": method.config(),
-            "fit_overrides": fit_overrides,
-            "seed": seed,
-            **history.summary(),
-            "wall_seconds": time.perf_counter() - t0,
-            "hardware": env["hardware"],
-            "git_commit": env["git_commit"],
-            "history": history.records,
-            #: final model on the test set: C[i][j] = test images of class i predicted as j
-            "test_confusion": confusion(model, ds.x_test, ds.y_test, ds.num_classes),
-        }
-        if save:
-            with _locked(path):
-                _write(path, merged())
-    if not save:
-        return merged()
-    with _locked(path):
-        final = merged()
-        _write(path, final)
-    return final
-
-
-def load_result(name: str, profile: str | None = None, root: Path | None = None) -> dict[str, Any] | None:
-    """The saved result of ``name`` for ``profile``, or ``None`` if there is none."""
-    path = result_path(name, profile or profiles.active(), root)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
-
-
-def load_bench(profile: str | None = None, model: str = "small-cnn-gn", root: Path | None = None) -> dict[str, Any] | None:
-    """The committed benchmark record of ``model`` for ``profile`` (``data/results/<profile>/bench.json``,
-    written by ``python -m samlab.bench --out``), with the file's provenance; ``None`` if absent."""
-    path = result_path("bench", profile or profiles.active(), root)
-    if not path.exists():
-        return None
-    saved = json.loads(path.read_text())
-    for rec in saved["records"]:
-        if rec["model"] == model:
-            return {**{k: v for k, v in saved.items() if k != "records"}, **rec}
-    return None
-
-
-def load_or_run(name: str, profile: str | None = None, *, rerun: bool = False, **run_kwargs: Any) -> dict[str, Any]:
-    """What a notebook calls: the saved result of ``name`` for ``profile`` if there is one and
-    ``rerun`` is false, otherwise a fresh :func:`run` (saved, except under ``smoke``)."""
-    profile = profile or profiles.active()
-    result = None if rerun else load_result(name, profile)
-    if result is None:
-        run_kwargs.setdefault("save", profile != "smoke")
-        result = run(name, profile, **run_kwargs)
-    return result
-
-
-def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, train.History]:
-    """Method label -> History (of ``seed``, default: each method's first seed)."""
-    out: dict[str, train.History] = {}
-    for r in result["runs"]:
-        if (seed is None and r["method"] not in out) or r["seed"] == seed:
-            records = [{k: (float("nan") if v is None else v) for k, v in rec.items()} for rec in r["history"]]
-            out[r["method"]] = train.History(records=records)
-    return out
-
-
-def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: mean and std over seeds of best/final test accuracy, cost vs SGD."""
-    by: dict[str, list[dict[str, Any]]] = {}
-    for r in result["runs"]:
-        by.setdefault(r["method"], []).append(r)
-    sgd = by.get("SGD")
-    sgd_time = statistics.mean(r["seconds_per_epoch"] for r in sgd) if sgd else None
-    rows = []
-    for label, runs in by.items():
-        best = [r["best_test_acc"] for r in runs]
-        final = [r["final_test_acc"] for r in runs]
-        spe = statistics.mean(r["seconds_per_epoch"] for r in runs)
-        rows.append(
-            {
-                "method": label,
-                "seeds": len(runs),
-                "best_mean": statistics.mean(best),
-                "best_std": statistics.stdev(best) if len(best) > 1 else 0.0,
-                "final_mean": statistics.mean(final),
-                "final_std": statistics.stdev(final) if len(final) > 1 else 0.0,
-                "seconds_per_epoch": spe,
-                "cost_vs_sgd": spe / sgd_time if sgd_time else None,
-            }
-        )
-    return rows
-
-
-def table_markdown(results: Sequence[dict[str, Any]]) -> str:
-    """A markdown table of several result files (the README's results table)."""
-    lines = [
-        "| experiment | profile | data | method | seeds | best test acc | final test acc | s/epoch (× SGD) | hardware |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for res in results:
-        data_desc = f"{res['config']['dataset']}, {res['config']['noise']} {res['config']['rate']:.0%} (realised {res['realised_noise_rate']:.1%})"
-        for row in summarise(res):
-            pm = lambda m, s: f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if row["seeds"] > 1 else "")  # noqa: E731
-            cost = f"{row['seconds_per_epoch']:.2f}" + (f" ({row['cost_vs_sgd']:.2f}×)" if row["cost_vs_sgd"] else "")
-            lines.append(
-                f"| {res['experiment']} | {res['profile']} | {data_desc} | {row['method']} | {row['seeds']} | "
-                f"{pm(row['best_mean'], row['best_std'])} | {pm(row['final_mean'], row['final_std'])} | {cost} | "
-                f"{res['hardware']}, {res['date'][:10]}, {res['git_commit']} |"
-            )
-    return "\n".join(lines)
-
-
-def _distinct(names: Sequence[str], profile: str) -> tuple[list[str], dict[str, str]]:
-    """``run all``: the names whose ``profile`` configuration differs from every earlier one's, and for each
-    name left out, the earlier experiment that trains the same runs (e.g. ``resnet18-cifar10-mini-30`` outside
-    ``gpu`` is ``resnet18-cifar10-30``)."""
-    keep: list[str] = []
-    same: dict[str, str] = {}
-    configs: dict[str, Experiment] = {}
-    for name in names:
-        cfg = dataclasses.replace(get(name, profile), name="")
-        twin = next((other for other, c in configs.items() if c == cfg), None)
-        if twin is None:
-            configs[name] = cfg
-            keep.append(name)
-        else:
-            same[name] = twin
-    return keep, same
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m samlab.experiments", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="list experiments")
-    p_run = sub.add_parser("run", help="run an experiment (resumes if interrupted)")
-    p_run.add_argument("name", help="experiment name, or 'all'")
-    p_run.add_argument("--profile", default=None, choices=profiles.PROFILES)
-    p_run.add_argument("--only", default=None, help="comma-separated method labels")
-    p_run.add_argument("--seeds", default=None, help="comma-separated seeds (a subset of the experiment's)")
-    p_run.add_argument("--device", default=None)
-    p_table = sub.add_parser("table", help="markdown table of the saved results")
-    p_table.add_argument("--profile", default=None, choices=profiles.PROFILES)
-    p_table.add_argument("--readme", default=None, help="rewrite the table between the results markers of this file")
-    args = parser.parse_args(argv)
-    if args.cmd == "list":
-        for name, fn in sorted(EXPERIMENTS.items()):
-            print(f"{name:28s} {fn('cpu').description}")
-        return 0
-    if args.cmd == "run":
-        names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
-        if args.name == "all":
-            names, same = _distinct(names, args.profile or profiles.active())
-            for name, twin in same.items():
-                print(f"{name}: skipped, its runs at this profile are those of {twin}")
-        for name in names:
-            res = run(
-                name,
-                args.profile,
-                only=args.only.split(",") if args.only else None,
-                seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None,
-                device=args.device,
-            )
-            print(f"{name}: {result_path(name, res['profile'])}")
-            for row in summarise(res):
-                print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
-        return 0
-    table = committed_table(args.profile)
-    if args.readme:
-        update_readme(Path(args.readme), table)
-    print(table)
-    return 0
-
-
-README_MARKERS = ("<!-- results-table:start -->", "<!-- results-table:end -->")
-
-
-def committed_table(profile: str | None = None, root: Path | None = None) -> str:
-    """The markdown table of every saved non-smoke result (or of one profile)."""
-    found = []
-    for prof in [profile] if profile else [p for p in profiles.PROFILES if p != "smoke"]:
-        for name in sorted(EXPERIMENTS):
-            res = load_result(name, prof, root)
-            if res is not None:
-                found.append(res)
-    return table_markdown(found) if found else "_No result files yet._"
-
-
-def update_readme(path: Path, table: str, markers: tuple[str, str] = README_MARKERS) -> None:
-    """Replace the text between the ``markers`` (default: the results markers) of ``path`` by ``table``."""
-    text = path.read_text()
-    start, end = markers
-    if start not in text or end not in text:
-        raise ValueError(f"{path} has no results markers {start} ... {end}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

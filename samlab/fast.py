@@ -19,20 +19,17 @@ Three opt-in ``FitConfig`` fields, all off by default (the default loop is uncha
 bf16 autocast on CUDA is not an option here: every method already runs its forward
 passes under :func:`samlab.methods.base.autocast` (fp32 on the CPU).
 
-:func:`throughput` measures training images per second of the default and the fast
-configurations on one model (``python -m samlab.bench --throughput``).
+:func:`samlab.bench.throughput` measures training images per second of the default and
+the fast configurations on one model (``python -m samlab.bench --throughput``).
 """
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from samlab.augment import apply_crop_flip, crop_flip_params
 from samlab.data import _NORMALISATION, MINI_INDICES, Dataset
@@ -46,15 +43,13 @@ __all__ = [
     "epoch_batches",
     "memory_format",
     "synthetic_images",
-    "throughput",
-    "throughput_table",
 ]
 
 IMAGE_STORAGES = ("float32", "uint8")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 
 #: The fast-path settings, as ``FitConfig`` fields (``FitConfig(**FAST)``); ``compile`` is
-#: left off (try it with :func:`throughput` first: compilation costs the first epoch).
+#: left off (try it with :func:`samlab.bench.throughput` first: compilation costs the first epoch).
 FAST: dict[str, Any] = {"image_storage": "uint8", "memory_format": "channels_last"}
 
 #: dataset name -> (scale, per-channel mean, per-channel std): the float32 images of
@@ -177,81 +172,3 @@ def synthetic_images(n: int = 1024, n_test: int = 256, hw: int = 32, classes: in
     }
     x_tr, y_tr, x_te, y_te, _ = data_mod._images(arrays, "cifar10")
     return data_mod._make("cifar10", x_tr, y_tr, x_te, y_te, classes, None, synthetic=True)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def throughput(
-    model: nn.Module,
-    method: Any,
-    data: Dataset,
-    configs: dict[str, dict[str, Any]] | None = None,
-    *,
-    batch: int = 128,
-    steps: int = 20,
-    warmup: int = 3,
-    augment: bool = True,
-    seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Training images per second of ``method`` on ``model`` under each configuration.
-
-    ``configs``: label -> fast-path ``FitConfig`` fields (default: ``default`` = none,
-    ``uint8``, ``uint8+channels_last`` and, where asked, ``+compile``). Each configuration
-    trains a fresh copy of ``model`` for ``warmup`` untimed steps, then ``steps`` timed
-    steps (CUDA synchronised at both ends), through the same batch pipeline as
-    :func:`samlab.train.fit`. Returns label -> ``{"images_per_second", "ms_per_step"}``.
-    No numbers are asserted anywhere: timings depend on the machine and its load.
-    """
-    from samlab.train import FitConfig, epoch_batches
-
-    if configs is None:
-        configs = {"default": {}, "uint8": {"image_storage": "uint8"}, "uint8+channels_last": dict(FAST)}
-    device = data.x_train.device
-    n = len(data.y_train)
-    batch = min(batch, n)
-    per_epoch = max(1, n // batch)
-    out: dict[str, dict[str, float]] = {}
-    for label, fields in configs.items():
-        cfg = FitConfig(batch_size=batch, augment=augment, seed=seed, progress=False, **fields)
-        images = DeviceImages.from_dataset(data) if cfg.image_storage == "uint8" else None
-        net = copy.deepcopy(model).to(device).train()
-        if cfg.memory_format == "channels_last":
-            net = net.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            net.compile()
-        m = copy.deepcopy(method)
-        m.start_epoch(0, 1)
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        done, epoch, t0 = 0, 0, time.perf_counter()
-        while done < warmup + steps:
-            torch.manual_seed(seed + epoch)
-            gen = torch.Generator().manual_seed(seed + epoch)
-            order = torch.randperm(n, generator=gen).to(device)
-            for x, y in epoch_batches(data, cfg, order, gen, per_epoch, batch, images):
-                if done == warmup:
-                    _sync(device)
-                    t0 = time.perf_counter()
-                m.step(net, x, y, opt)
-                done += 1
-                if done == warmup + steps:
-                    break
-            epoch += 1
-        _sync(device)
-        seconds = time.perf_counter() - t0
-        out[label] = {"images_per_second": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps}
-    return out
-
-
-def throughput_table(results: dict[str, dict[str, float]], names: Sequence[str] | None = None) -> str:
-    """Plain-text table of :func:`throughput`'s result, with speed-ups over the first row."""
-    names = list(names or results)
-    base = results[names[0]]["images_per_second"]
-    lines = [f"{'configuration':<28} {'images/s':>10} {'ms/step':>9} {'speed-up':>9}"]
-    for k in names:
-        r = results[k]
-        ips = r["images_per_second"]
-        lines.append(f"{k:<28} {ips:>10.0f} {r['ms_per_step']:>9.1f} {ips / base:>8.2f}×")
-    return "\n".join(lines)

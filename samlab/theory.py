@@ -17,22 +17,19 @@ Two-layer linear network f = vᵀWx (``samlab.models.DeepLinear(depth=2)``, one 
 ∇_v f = Wx, ∇_W f = v xᵀ, N² = ‖∇_w f‖² = ‖Wx‖² + ‖v‖²‖x‖². Because f is bilinear in
 (v, W), per-example J-SAM is exactly SGD on ℓ_i + λ_i R_i with
 R_i = ½‖x_i‖²‖v‖² + ½‖Wx_i‖² and λ_i = sg(ρ σ(−ỹ_i f_i)/N_i)
-(:func:`two_layer_penalty_gradient`, :class:`JacobianPenaltySGD`). For any single-logit
+(:func:`two_layer_penalty_gradient`; the method that trains with it,
+:class:`samlab.methods.jacobian_penalty.JacobianPenaltySGD`). For any single-logit
 model the same reasoning gives J-SAM to *first order* in ρ: SGD on
 ℓ_i + λ_i ½‖∇_w f_i‖² (:func:`first_order_jsam_gradient`); for three linear layers the
 error of that expansion is O(ρ²).
 
-Training with per-step measurements: :func:`fit_probed` runs :func:`samlab.train.fit`
-(the course's one training loop) in segments and evaluates a probe on the model between
-them — used to follow the clean/noisy gradient-norm ratio over full-batch training.
+Only closed forms and the checks that compare them with samlab's methods live here;
+following them over training is :mod:`samlab.probes`' job.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,33 +38,31 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from samlab import methods as _methods
-from samlab.data import Dataset
 from samlab.losses import per_example_loss, signed_labels
-from samlab.methods.base import Method, StepInfo, grad_norm
-from samlab.models import DeepLinear, LinearModel
-from samlab.train import FitConfig, History, fit
+from samlab.methods.base import Method
+from samlab.models import LinearModel
+from samlab.methods.jacobian_penalty import (
+    JacobianPenaltySGD,
+    two_layer_grad_norm_sq,
+    two_layer_jsam_weights,
+    two_layer_parts,
+    two_layer_penalty,
+)
 
 __all__ = [
-    "JacobianPenaltySGD",
     "clean_noisy_ratio",
-    "decay_step",
-    "early_window",
     "example_grad_norms",
     "first_order_errors",
     "first_order_jsam_gradient",
-    "fit_probed",
     "jsam_equivalence_errors",
     "flat_grad",
     "linear_example_grads",
     "linear_grad_norms",
     "linear_identities",
-    "linear_ratio_probe",
     "linear_sam_gradient",
     "loglog_slope",
     "margins",
     "method_gradient",
-    "probe_series",
-    "run_linear_grid",
     "sam_example_grads",
     "sklearn_logistic_weights",
     "two_layer_grad_norm_sq",
@@ -162,8 +157,9 @@ def clean_noisy_ratio(norms: torch.Tensor, is_noisy: torch.Tensor) -> float:
     return float(norms[~is_noisy].mean() / norms[is_noisy].mean())
 
 
-def example_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example gradient norms ‖∇_w ℓ_i‖ by autograd (torch.func: vmap over grad), any model."""
+def _example_loss(model: nn.Module) -> tuple[list[str], dict[str, torch.Tensor], Callable[..., torch.Tensor]]:
+    """The trainable parameter names and detached values of ``model``, and ℓ(p, x_i, y_i) for one
+    example as a function of the parameters (torch.func), for per-example autograd."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n: b for n, b in model.named_buffers()}
@@ -171,6 +167,13 @@ def example_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> to
     def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, {**p, **buffers}, (xi.unsqueeze(0),))
         return per_example_loss(out, yi.unsqueeze(0)).sum()
+
+    return names, params, loss
+
+
+def example_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example gradient norms ‖∇_w ℓ_i‖ by autograd (torch.func: vmap over grad), any model."""
+    names, params, loss = _example_loss(model)
 
     g = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
     return torch.stack([g[n].flatten(1).square().sum(1) for n in names]).sum(0).sqrt()
@@ -179,13 +182,7 @@ def example_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> to
 def sam_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
     """1-SAM's per-example gradients ∇ℓ_i(w + ε_i), ε_i = ρ∇ℓ_i/‖∇ℓ_i‖, by autograd (torch.func),
     for any single-logit model; flattened, shape (N, P). ``rho=0``: the plain ∇ℓ_i(w)."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    buffers = {n: b for n, b in model.named_buffers()}
-
-    def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, {**p, **buffers}, (xi.unsqueeze(0),))
-        return per_example_loss(out, yi.unsqueeze(0)).sum()
+    names, params, loss = _example_loss(model)
 
     def one(xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         g = grad(loss)(params, xi, yi)
@@ -235,147 +232,6 @@ def linear_identities(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: f
     }
 
 
-def linear_ratio_probe(data: Dataset, rho: float = 0.0, per_example: bool = True) -> Callable[[nn.Module], dict[str, float]]:
-    """A probe for :func:`fit_probed` on a :class:`~samlab.models.LinearModel` (no bias).
-
-    Returns ``grad_ratio``: the clean/noisy ratio of the per-example gradients the method
-    descends along (GD for ``rho=0``, else 1-SAM or batch SAM), and ``grad_ratio_at_w``:
-    the same ratio of the plain gradients σ(−m_i)‖x_i‖ at w.
-    """
-    x, y, noisy = data.x_train, data.y_train, data.is_noisy
-
-    def probe(model: nn.Module) -> dict[str, float]:
-        if not isinstance(model, LinearModel) or model.head.bias is not None or model.head.out_features != 1:
-            raise ValueError("linear_ratio_probe needs a LinearModel with one logit and no bias")
-        w = model.head.weight.detach().reshape(-1).to(x.dtype)
-        return {
-            "grad_ratio": clean_noisy_ratio(linear_grad_norms(w, x, y, rho, per_example), noisy),
-            "grad_ratio_at_w": clean_noisy_ratio(linear_grad_norms(w, x, y), noisy),
-        }
-
-    return probe
-
-
-# --------------------------------------------------------------------------- training with probes
-
-
-def fit_probed(
-    model: nn.Module,
-    method: Method,
-    data: Dataset,
-    probe: Callable[[nn.Module], Mapping[str, float]],
-    *,
-    every: int = 1,
-    config: FitConfig | None = None,
-    **overrides: Any,
-) -> History:
-    """:func:`samlab.train.fit` with ``probe(model)`` measured every ``every`` epochs.
-
-    Runs ``fit`` in segments of ``every`` epochs and merges the histories: the result is
-    the History of one run of ``config.epochs`` epochs (epoch 0 = the initial model) whose
-    records at epochs 0, every, 2·every, ... and the last also hold the probe's values.
-    Exact only when segments carry no state: full batch (``batch_size=None``), momentum 0,
-    a constant schedule, no checkpoint, and a method without state — all checked.
-    (With full batches the per-epoch shuffling only reorders a sum.)
-    """
-    cfg = dataclasses.replace(config or FitConfig(), **overrides)
-    if cfg.batch_size is not None:
-        raise ValueError("fit_probed trains full batch: pass batch_size=None")
-    if cfg.momentum != 0:
-        raise ValueError(f"fit_probed needs momentum=0 (each segment starts a fresh optimiser), got momentum={cfg.momentum}")
-    if cfg.schedule != "constant":
-        raise ValueError(f"fit_probed needs schedule='constant', got schedule={cfg.schedule!r}")
-    if cfg.checkpoint is not None:
-        raise ValueError("fit_probed does not checkpoint: pass checkpoint=None")
-    if method.state_dict():
-        raise ValueError(f"fit_probed needs a method without state; {method.name} has {sorted(method.state_dict())}")
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got every={every}")
-    total = cfg.epochs
-    start = fit(model, method, data, dataclasses.replace(cfg, epochs=0))
-    records = [{**start.records[0], **probe(model)}]
-    info = dict(start.info)
-    done = 0
-    while done < total:
-        k = min(every, total - done)
-        h = fit(model, method, data, dataclasses.replace(cfg, epochs=k))
-        for r in h.records[1:]:
-            records.append({**r, "epoch": r["epoch"] + done})
-        done += k
-        records[-1].update(probe(model))
-        info = dict(h.info)
-    info["fingerprint"] = {**info["fingerprint"], "config": {**info["fingerprint"]["config"], "epochs": total}}
-    info["probe_every"] = every
-    return History(records=records, info=info)
-
-
-def probe_series(history: History, key: str) -> tuple[list[float], list[float]]:
-    """(epochs, values) of ``key`` over the records that hold it (the probed epochs)."""
-    pts = [(r["epoch"], r[key]) for r in history.records if key in r]
-    if not pts:
-        raise KeyError(f"no record of this history holds {key!r}")
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def decay_step(history: History, key: str = "grad_ratio", threshold: float = 0.75) -> float:
-    """First probed epoch at which ``key`` falls below ``threshold`` (an int; ``math.inf`` if never)."""
-    for e, v in zip(*probe_series(history, key)):
-        if v < threshold:
-            return int(e)
-    return math.inf
-
-
-def early_window(history: History, within: float = 0.01) -> int:
-    """How many epochs the test accuracy stays within ``within`` of its best (counted from the best)."""
-    acc = history.column("test_acc")
-    best = max(range(len(acc)), key=acc.__getitem__)
-    n = 0
-    for a in acc[best:]:
-        if a < acc[best] - within:
-            break
-        n += 1
-    return n
-
-
-def run_linear_grid(
-    data: Dataset,
-    rhos: Sequence[float],
-    *,
-    epochs: int,
-    lr: float,
-    every: int = 1,
-    batch_sam: bool = True,
-    seed: int = 0,
-) -> dict[str, History]:
-    """Notebook 01's experiment: full-batch GD, 1-SAM and (optionally) batch SAM at each ρ.
-
-    A :class:`~samlab.models.LinearModel` (one logit, no bias) from the same initial
-    weights for every run, plain GD as the base optimiser (momentum 0, no weight decay),
-    trained through :func:`fit_probed` with :func:`linear_ratio_probe`. Keys: ``"GD"``,
-    ``"1-SAM ρ=…"``, ``"SAM ρ=… (batch)"``. Each History's ``info["final_weights"]`` holds
-    the trained weight vector (a list of floats).
-    """
-    runs: list[tuple[str, Method, float, bool]] = [("GD", _methods.get("sgd"), 0.0, True)]
-    for rho in rhos:
-        runs.append((f"1-SAM ρ={rho:g}", _methods.get("sam", rho=rho, m=1), rho, True))
-    if batch_sam:
-        for rho in rhos:
-            runs.append((f"SAM ρ={rho:g} (batch)", _methods.get("sam", rho=rho), rho, False))
-    out: dict[str, History] = {}
-    for label, method, rho, per_example in runs:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = LinearModel(int(np.prod(data.input_shape)), 1)
-        model = model.to(data.x_train.device)
-        h = fit_probed(
-            model, method, data, linear_ratio_probe(data, rho, per_example), every=every,
-            epochs=epochs, lr=lr, batch_size=None, momentum=0.0, weight_decay=0.0, seed=seed, progress=False,
-        )
-        h.info["final_weights"] = model.head.weight.detach().reshape(-1).cpu().tolist()
-        out[label] = h
-    return out
-
-
 def sklearn_logistic_weights(x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     """scikit-learn's L2-regularised logistic regression without intercept, run to convergence.
 
@@ -407,32 +263,6 @@ def method_gradient(model: nn.Module, method: Method, x: torch.Tensor, y: torch.
 # --------------------------------------------------------------------------- two-layer linear network
 
 
-def two_layer_parts(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W (h, d), v (h,)) of a two-layer linear network f = vᵀWx with one logit."""
-    if not isinstance(model, DeepLinear) or len(model.body) != 1 or model.head.out_features != 1:
-        raise ValueError("need samlab.models.DeepLinear(depth=2) with one logit (num_classes=1)")
-    return model.body[0].weight, model.head.weight.reshape(-1)
-
-
-def two_layer_grad_norm_sq(W: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """N_i² = ‖∇_w f(x_i)‖² = ‖Wx_i‖² + ‖v‖²‖x_i‖² (shape (N,))."""
-    h = x @ W.T
-    return h.square().sum(1) + v.square().sum() * x.square().sum(1)
-
-
-def two_layer_jsam_weights(W: torch.Tensor, v: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
-    """λ_i = ρ σ(−ỹ_i f_i)/N_i (detached), the per-example weight of J-SAM's penalty."""
-    with torch.no_grad():
-        f = (x @ W.T) @ v
-        m = _signed(y, x) * f
-        return rho * torch.sigmoid(-m) / two_layer_grad_norm_sq(W, v, x).sqrt().clamp_min(1e-30)
-
-
-def two_layer_penalty(W: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """R_i = ½‖x_i‖²‖v‖² + ½‖Wx_i‖² (shape (N,), differentiable)."""
-    return 0.5 * x.square().sum(1) * v.square().sum() + 0.5 * (x @ W.T).square().sum(1)
-
-
 def two_layer_penalty_gradient(
     W: torch.Tensor, v: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rho: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,35 +281,6 @@ def two_layer_penalty_gradient(
     gv = (s @ h) / n + (lam * x.square().sum(1)).mean() * v
     gW = (torch.outer(v, s @ x) + (h * lam.unsqueeze(1)).T @ x) / n
     return gW, gv
-
-
-@dataclass
-class JacobianPenaltySGD(Method):
-    """SGD on ℓ_i + λ_i (½‖x_i‖²‖v‖² + ½‖Wx_i‖²), λ_i = sg(ρσ(−ỹ_i f_i)/N_i): notebook 02's
-    "SGD + the derived regulariser" for a two-layer linear network (one logit).
-
-    Not registered (it exists for notebook 02 only); pass an instance to
-    :func:`samlab.train.fit`. For this model its gradient equals per-example J-SAM's.
-    """
-
-    name = "jsam-penalty"
-    rho: float = 0.05
-
-    def __post_init__(self) -> None:
-        if not self.rho >= 0:
-            raise ValueError(f"rho must be >= 0, got rho={self.rho}")
-
-    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
-        W, v = two_layer_parts(model)
-        x = x.flatten(1).to(W.dtype)
-        for p in model.parameters():
-            p.grad = None
-        logits = model(x)
-        losses = per_example_loss(logits, y)
-        lam = two_layer_jsam_weights(W.detach(), v.detach(), x, y, self.rho)
-        (losses + lam * two_layer_penalty(W, v, x)).mean().backward()
-        norm = grad_norm([p.grad for p in model.parameters()])
-        return StepInfo(logits=logits.detach(), losses=losses.detach(), grad_norm=float(norm))
 
 
 def first_order_jsam_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:

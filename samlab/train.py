@@ -14,10 +14,13 @@ over the epoch's steps recorded as ``step_<name>`` (NaN values are left out of t
 a key that was NaN at every step records NaN); epoch 0 has none.
 
 ``fit(..., on_epoch=fn)`` calls ``fn(epoch, model)`` after epoch 0's evaluation (fresh
-runs only) and after each trained epoch's record (and checkpoint): a probe that
-measures the model (notebook 06's gradient groups, :mod:`samlab.analysis`). It must leave
-the model's weights, buffers and mode as it found them; what it measures is not part of
-the history or the checkpoint, and epochs restored from a checkpoint are not probed.
+runs only) and after each trained epoch's evaluation, before that epoch's checkpoint: a
+probe that measures the model (notebook 01's clean/noisy gradient ratio,
+:mod:`samlab.probes`; notebook 06's gradient groups, :mod:`samlab.analysis`). It must leave
+the model's weights, buffers and mode as it found them. If it returns a mapping of
+numbers, they are merged into that epoch's record, so they are part of the history and
+of the checkpoint; epochs restored from a checkpoint keep their values and are not probed
+again.
 
 Reproducibility and resume: each epoch's shuffling, augmentation and dropout are seeded
 from ``(seed, epoch)``, so an epoch depends only on the weights it starts from. With
@@ -43,7 +46,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,15 +311,16 @@ def fit(
     data: Dataset,
     config: FitConfig | None = None,
     *,
-    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], Mapping[str, float] | None] | None = None,
     **overrides: Any,
 ) -> History:
     """Train ``model`` on ``data`` with ``method`` for ``config.epochs`` epochs.
 
     The model and data must be on the same device. ``overrides`` replace fields of
     ``config`` (``fit(model, method, data, epochs=5)``). ``on_epoch(epoch, model)``, if
-    given, is called after epoch 0's evaluation and after every trained epoch (see the
-    module docstring); it must leave the model as it found it.
+    given, is called after epoch 0's evaluation and after every trained epoch; what it
+    returns (a mapping, or None) is merged into the epoch's record (see the module
+    docstring). It must leave the model as it found it.
     """
     config = dataclasses.replace(config or FitConfig(), **overrides)
     if not isinstance(method, Method):
@@ -373,7 +377,7 @@ def fit(
             }
         )
         if on_epoch is not None:
-            on_epoch(0, model)
+            history.records[-1].update(on_epoch(0, model) or {})
 
     from tqdm.auto import tqdm
 
@@ -407,6 +411,8 @@ def fit(
             **step_means.record(),
         }
         record.update(evaluate(model, data, config.eval_batch_size, config.memory_format))
+        if on_epoch is not None:
+            record.update(on_epoch(epoch + 1, model) or {})
         history.records.append(record)
         bar.set_postfix(test=f"{record['test_acc']:.3f}", noisy_fit=f"{record['noisy_fit']:.2f}")
         if ckpt is not None:
@@ -422,7 +428,5 @@ def fit(
                     "history": history.to_dict(),
                 },
             )
-        if on_epoch is not None:
-            on_epoch(epoch + 1, model)
     bar.close()
     return history

@@ -2,7 +2,7 @@
 
 Notebook 01: :func:`linear_explorer` puts sliders for ρ and the noise rate over
 :func:`linear_view`, which trains GD and 1-SAM on the two-Gaussian mixture (our toy
-data) through :func:`samlab.theory.run_linear_grid` and draws
+data) through :func:`samlab.probes.run_linear_grid` and draws
 :func:`samlab.plots.linear.plot_linear_view`. Call :func:`linear_view` directly for a
 static figure (what the notebook shows when read without a live kernel).
 """
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from samlab import data as _data
 from samlab.plots.linear import plot_linear_view
-from samlab.theory import run_linear_grid
+from samlab.probes import run_linear_grid
 from samlab.train import History
 
 __all__ = ["RHO_OPTIONS", "linear_explorer", "linear_runs", "linear_view"]

@@ -53,8 +53,8 @@ def test_memorisation_claims_hand_made():
     assert [c["holds"] for c in memorisation_claims(result)] == [True, True, True, False]
 
 
-def test_accuracy_stderr_and_test_size():
-    from samlab.claims import accuracy_stderr, test_size
+def test_accuracy_stderr_and_n_test():
+    from samlab.claims import accuracy_stderr, n_test
 
     assert accuracy_stderr(0.5, 100) == pytest.approx(0.05)  # sqrt(0.25 / 100)
     assert accuracy_stderr(1.0, 10) == 0.0
@@ -62,9 +62,9 @@ def test_accuracy_stderr_and_test_size():
         accuracy_stderr(1.5, 10)
     with pytest.raises(ValueError, match="n must"):
         accuracy_stderr(0.5, 0)
-    assert test_size({"dataset": "cifar10-mini: 5000 train / 1000 test, 10 classes"}) == 1000
+    assert n_test({"dataset": "cifar10-mini: 5000 train / 1000 test, 10 classes"}) == 1000
     with pytest.raises(ValueError, match="test-set size"):
-        test_size({"experiment": "x", "dataset": "mystery"})
+        n_test({"experiment": "x", "dataset": "mystery"})
 
 
 def _cost_run(method: str, best: float, final: float, spe: float, epoch: int = 5) -> dict:
@@ -103,22 +103,3 @@ def test_memorisation_epoch_by_hand():
     assert memorisation_epoch(run, 0.15) == 1
     with pytest.raises(ValueError, match="level"):
         memorisation_epoch(run, 0)
-
-
-def test_bench_costs_map_method_configs_to_benchmark_variants():
-    from samlab.claims import bench_costs, recovery
-
-    result = {"config": {"methods": {"SGD": {"method": "sgd"}, "WD": {"method": "sgd", "fit": {"weight_decay": 5e-3}},
-                                     "SAM": {"method": "sam", "rho": 0.05}, "1-SAM": {"method": "sam", "m": 1},
-                                     "J-SAM": {"method": "jsam", "per_example": True},
-                                     "regw": {"method": "regsgd", "weighted": True}, "odd": {"method": "nothing"},
-                                     "S(F)": {"method": "saner", "inner": {"method": "fsam", "rho": 0.05}},
-                                     "S(SAM)": {"method": "saner", "inner": {"method": "sam"}}}},
-              "runs": [_cost_run("SGD", 0.5, 0.4, 10.0), _cost_run("SAM", 0.6, 0.5, 30.0), _cost_run("regw", 0.55, 0.45, 5.0)]}
-    bench = {"ratio_to_sgd": {"sgd": 1.0, "sam": 1.9, "1-sam": 3.8, "jsam-1": 4.1, "regsgd-weighted": 1.05,
-                              "saner(fsam)": 2.02, "saner(sam)": 2.01}}
-    costs = bench_costs(result, bench)
-    assert costs == {"SGD": 1.0, "WD": 1.0, "SAM": 1.9, "1-SAM": 3.8, "J-SAM": 4.1, "regw": 1.05, "S(F)": 2.02, "S(SAM)": 2.01}
-    rows = {r["method"]: r for r in recovery(result, costs=costs)}
-    assert rows["SAM"]["cost"] == 1.9 and rows["regw"]["cost"] == 1.05 and rows["regw"]["cheap"]
-    assert {r["method"]: r["cost"] for r in recovery(result)}["SAM"] == 3.0  # without costs: seconds per epoch

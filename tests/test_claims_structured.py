@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix, recall_score
 
-from samlab import experiments
+from samlab.confusion import confusion_counts
 from samlab.claims import (
     final_confusion,
     noise_source_classes,
@@ -25,7 +25,7 @@ def test_per_class_accuracy_matches_scikit_learn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 300)
     pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 5, 300))
-    counts = experiments.confusion_counts(torch.as_tensor(y), torch.as_tensor(pred), 5)
+    counts = confusion_counts(torch.as_tensor(y), torch.as_tensor(pred), 5)
     cm = confusion_matrix(y, pred, labels=range(5))
     np.testing.assert_array_equal(counts, cm)
     np.testing.assert_allclose(per_class_accuracy(counts), cm.diagonal() / cm.sum(1))
@@ -46,10 +46,10 @@ def test_by_hand_and_empty_rows():
 def test_noise_source_classes_are_the_asymmetric_map_sources():
     y = torch.arange(10).repeat(200)
     noisy = corrupt(y, "asymmetric", 0.4, 10, seed=0, dataset="cifar10")
-    result = {"noise_confusion": experiments.confusion_counts(y, noisy.labels, 10)}
+    result = {"noise_confusion": confusion_counts(y, noisy.labels, 10)}
     assert noise_source_classes(result) == [2, 3, 4, 5, 9]  # bird, cat, deer, dog, truck
     cyclic = corrupt(y, "asymmetric", 0.4, 10, seed=0, dataset="digits")
-    assert noise_source_classes({"noise_confusion": experiments.confusion_counts(y, cyclic.labels, 10)}) == list(range(10))
+    assert noise_source_classes({"noise_confusion": confusion_counts(y, cyclic.labels, 10)}) == list(range(10))
 
 
 def _confusion(diag: list[int], off: int = 0) -> list[list[int]]:

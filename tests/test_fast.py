@@ -187,16 +187,6 @@ def test_fast_settings_refuse_data_they_cannot_handle():
         fast.DeviceImages.from_dataset(shifted)
 
 
-def test_throughput_measures_every_configuration():
-    ds, _ = _fake_cifar()
-    model = models.build("small-cnn", ds.input_shape, ds.num_classes, seed=0, widths=(4, 8))
-    res = fast.throughput(model, methods.get("sgd"), ds, batch=32, steps=6, warmup=1)
-    assert set(res) == {"default", "uint8", "uint8+channels_last"}
-    for r in res.values():
-        assert r["images_per_second"] > 0 and r["ms_per_step"] > 0
-    assert "speed-up" in fast.throughput_table(res)
-
-
 def test_bench_cli_throughput(capsys):
     assert bench.main(["--throughput", "--models", "mlp", "--batch", "16", "--repeats", "2", "--warmup", "1"]) == 0
     out = capsys.readouterr().out

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from samlab import bench, methods, train
+from samlab import methods, train
 from samlab.data import load
 from samlab.losses import per_example_loss
 from samlab.methods.obf import ascent_logit_grad
@@ -550,72 +550,3 @@ def test_interrupted_saner_fsam_run_resumes_to_the_same_weights(digits, tmp_path
     assert resumed.column("train_loss")[1:] == ref.column("train_loss")[1:]
     for a, b in zip(fresh.parameters(), ref_model.parameters()):
         assert torch.equal(a, b)
-
-
-# ----------------------------------------------------------------------------- benchmark script
-
-
-def test_bench_main_runs_and_ends_with_a_json_line(capsys):
-    assert bench.main(["--models", "mlp", "--repeats", "1", "--warmup", "0", "--batch", "4"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    record = json.loads(out[-1])
-    assert record["model"] == "mlp" and record["batch"] == 4
-    for label in ("sgd", "fsam", "obf", "saner(sam)", "saner(fsam)", "regsgd"):
-        assert record["ms_per_step"][label] > 0
-    assert record["ratio_to_sgd"]["sgd"] == 1.0
-    assert set(record["ms_per_step"]) | set(record["skipped"]) >= set(bench.VARIANTS)
-
-
-def test_bench_out_file_holds_the_printed_records_and_provenance(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    assert bench.main(["--models", "mlp", "--repeats", "1", "--warmup", "0", "--batch", "4", "--methods", "sam", "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    saved = json.loads(out.read_text())
-    assert saved["records"] == [printed]
-    assert saved["command"].startswith("python -m samlab.bench --models mlp")
-    assert {"hardware", "git_commit", "date"} <= set(saved)
-
-
-def test_readme_benchmark_table_is_generated_from_the_committed_file(readme_section):
-    """The README's benchmark table is exactly what `make bench-table` writes from data/results/cpu/bench.json."""
-    inside = readme_section(bench.README_MARKERS)
-    assert inside == bench.committed_table().strip(), "run `make bench-table` and commit README.md"
-
-
-def test_readme_gpu_benchmark_tables_are_generated_from_the_committed_files(readme_section):
-    """The README's GPU tables are exactly what `make bench-table` writes from data/results/gpu/."""
-    assert readme_section(bench.README_GPU_MARKERS) == bench.committed_gpu_tables().strip(), "run `make bench-table`"
-
-
-def test_committed_gpu_benchmark_is_self_consistent():
-    """Each ratio in data/results/gpu/bench.json is its method's ms/step over SGD's (rounded), and each target
-    says met exactly when the ratio is within it."""
-    saved = json.loads((Path(__file__).resolve().parents[1] / "data" / "results" / "gpu" / "bench.json").read_text())
-    for rec in saved["records"]:
-        ms = rec["ms_per_step"]
-        for label, ratio in rec["ratio_to_sgd"].items():
-            assert ratio == pytest.approx(ms[label] / ms["sgd"], abs=0.01), (rec["model"], label)
-        for label, t in rec["targets"].items():
-            assert t["met"] == (t["ratio"] <= t["max"]) and t["ratio"] == rec["ratio_to_sgd"][label]
-
-
-def test_training_hours_by_hand():
-    record = {"batch": 128, "ms_per_step": {"sgd": 10.0, "sam": 20.0}, "ratio_to_sgd": {"sgd": 1.0, "sam": 2.0, "jsam-1": 5.0}}
-    cfg = {"SGD": {"method": "sgd"}, "SAM": {"method": "sam", "rho": 0.05},
-           "J-SAM": {"method": "jsam", "rho": 0.01, "per_example": True}, "other": {"method": "zzz"}}
-    # 1300 // 128 = 10 steps per epoch, 36 epochs, 2 seeds: 720 steps of 10 ms = 7.2 s = 0.002 h for SGD
-    hours = bench.training_hours(cfg, record, n_train=1300, batch=128, epochs=36, seeds=2)
-    assert hours == pytest.approx({"SGD": 0.002, "SAM": 0.004, "J-SAM": 0.010})
-    with pytest.raises(ValueError, match="batch must be the benchmark's batch \\(128\\)"):
-        bench.training_hours(cfg, record, n_train=1300, batch=64, epochs=1)
-    with pytest.raises(ValueError, match="epochs"):
-        bench.training_hours(cfg, record, n_train=1300, batch=128, epochs=0)
-
-
-def test_benchmark_markdown_table_by_hand():
-    saved = {"command": "python -m samlab.bench", "hardware": "CPU", "date": "d", "git_commit": "c", "records": [
-        {"model": "m", "device": "cpu", "batch": 4, "ms_per_step": {"sgd": 10.0, "sam": 21.0},
-         "ratio_to_sgd": {"sgd": 1.0, "sam": 2.1}, "targets": {"sam": {"max": 2.0, "met": False}}}]}
-    table = bench.markdown_table(saved)
-    assert "| sam | 21 (2.10×) | ≤ 2× **missed** |" in table
-    assert "| sgd | 10 (1.00×) |  |" in table

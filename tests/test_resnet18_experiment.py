@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from samlab import data, experiments, methods, models
+from samlab import data, experiments, methods, models, runner
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
@@ -44,10 +44,10 @@ def test_mini_variant_is_the_gpu_protocol_on_cifar10_mini(profile):
 def test_run_all_trains_the_mini_variant_only_where_it_differs():
     names = sorted(experiments.EXPERIMENTS)
     for profile in ("smoke", "cpu"):
-        keep, same = experiments._distinct(names, profile)
+        keep, same = runner.distinct(names, profile)
         assert same == {"resnet18-cifar10-mini-30": "resnet18-cifar10-30"}
         assert keep == [n for n in names if n != "resnet18-cifar10-mini-30"]
-    assert experiments._distinct(names, "gpu") == (names, {})
+    assert runner.distinct(names, "gpu") == (names, {})
 
 
 def _grads(model, method, x, y):

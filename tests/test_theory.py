@@ -10,27 +10,22 @@ import torch
 
 from samlab import data, methods, models, train
 from samlab.losses import per_example_loss
+from samlab.methods.jacobian_penalty import JacobianPenaltySGD
+from samlab.probes import decay_step, early_window, linear_ratio_probe, probe_series, run_linear_grid, scheduled
 from samlab.theory import (
-    JacobianPenaltySGD,
     clean_noisy_ratio,
-    decay_step,
-    early_window,
     example_grad_norms,
     first_order_errors,
     first_order_jsam_gradient,
-    fit_probed,
     jsam_equivalence_errors,
     flat_grad,
     linear_example_grads,
     linear_grad_norms,
     linear_identities,
-    linear_ratio_probe,
     linear_sam_gradient,
     loglog_slope,
     margins,
     method_gradient,
-    probe_series,
-    run_linear_grid,
     sam_example_grads,
     sklearn_logistic_weights,
     two_layer_grad_norm_sq,
@@ -168,43 +163,35 @@ def test_clean_noisy_ratio_hand_case_and_errors():
         clean_noisy_ratio(norms, torch.zeros(4, dtype=torch.bool))
 
 
-# --------------------------------------------------------------------------- fit_probed and the helpers
+# --------------------------------------------------------------------------- probes over training (samlab.probes)
 
 
 def _small_ds():
     return data.load("gaussian", n=60, d=8, separation=2.0, n_test=50, noise="symmetric-flip", rate=0.3, noise_seed=1)
 
 
-def test_fit_probed_equals_one_fit_and_probes_on_schedule():
+def test_scheduled_probe_joins_the_history_without_changing_training():
     ds = _small_ds()
     kw = dict(epochs=7, lr=0.3, batch_size=None, momentum=0.0, weight_decay=0.0, progress=False)
     torch.manual_seed(0)
     a = models.LinearModel(8, 1)
     b = models.LinearModel(8, 1)
     b.load_state_dict(a.state_dict())
-    h_one = train.fit(a, methods.get("sam", rho=0.2, m=1), ds, **kw)
-    h_seg = fit_probed(b, methods.get("sam", rho=0.2, m=1), ds, linear_ratio_probe(ds, 0.2), every=3, **kw)
-    torch.testing.assert_close(a.head.weight, b.head.weight, rtol=1e-5, atol=1e-6)
-    assert h_seg.column("epoch") == list(range(8))
-    for r1, r2 in zip(h_one.records, h_seg.records):
-        assert r1["test_acc"] == pytest.approx(r2["test_acc"]) and r1["head_norm"] == pytest.approx(r2["head_norm"], rel=1e-5)
-    epochs, values = probe_series(h_seg, "grad_ratio")
+    h_plain = train.fit(a, methods.get("sam", rho=0.2, m=1), ds, **kw)
+    h = train.fit(b, methods.get("sam", rho=0.2, m=1), ds, on_epoch=scheduled(linear_ratio_probe(ds, 0.2), every=3, last=7), **kw)
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert h.column("test_acc") == h_plain.column("test_acc")
+    epochs, values = probe_series(h, "grad_ratio")
     assert epochs == [0, 3, 6, 7] and all(v > 0 for v in values)
-    # the probe at the end is the ratio for the final weights
+    # the probe at the end is the closed-form ratio for the final weights
     w = b.head.weight.detach().reshape(-1)
     assert values[-1] == pytest.approx(clean_noisy_ratio(linear_grad_norms(w, ds.x_train, ds.y_train, 0.2), ds.is_noisy))
-    assert h_seg.info["fingerprint"]["config"]["epochs"] == 7
 
 
-@pytest.mark.parametrize(
-    "bad, match", [({"momentum": 0.9}, "momentum"), ({"batch_size": 16}, "full batch"), ({"schedule": "cosine"}, "constant")]
-)
-def test_fit_probed_refuses_stateful_settings(bad, match):
-    ds = _small_ds()
-    kw = dict(epochs=2, lr=0.1, batch_size=None, momentum=0.0, weight_decay=0.0, progress=False)
-    kw.update(bad)
-    with pytest.raises(ValueError, match=match):
-        fit_probed(models.LinearModel(8, 1), methods.get("sgd"), ds, lambda m: {}, **kw)
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_scheduled_names_the_parameter(bad):
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        scheduled(lambda m: {}, every=bad)
 
 
 def test_decay_step_early_window_probe_series():

@@ -96,14 +96,30 @@ def test_on_epoch_skips_restored_epochs(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_after_one(epoch, m):
-        if epoch == 1:
-            raise Stop
+    def stop_in_two(epoch, m):
+        if epoch == 2:
+            raise Stop  # before epoch 2's checkpoint: epoch 1's is the last one written
+        return {"probe": 10.0 + epoch}
 
     run = dict(epochs=3, batch_size=256, progress=False, checkpoint=str(ckpt))
     with pytest.raises(Stop):
-        train.fit(model, methods.get("sgd"), ds, on_epoch=stop_after_one, **run)
+        train.fit(model, methods.get("sgd"), ds, on_epoch=stop_in_two, **run)
     seen: list[int] = []
+
+    def probe(epoch, m):
+        seen.append(epoch)
+        return {"probe": 10.0 + epoch}
+
     _, model = _setup()
-    h = train.fit(model, methods.get("sgd"), ds, on_epoch=lambda e, m: seen.append(e), **run)
+    h = train.fit(model, methods.get("sgd"), ds, on_epoch=probe, **run)
     assert seen == [2, 3] and len(h) == 4
+    # what the probe returned is part of the history, restored epochs included
+    assert h.column("probe") == [10.0, 11.0, 12.0, 13.0]
+
+
+def test_on_epoch_values_join_the_record():
+    ds, model = _setup()
+    h = train.fit(model, methods.get("sgd"), ds, epochs=2, batch_size=256, progress=False,
+                  on_epoch=lambda e, m: {"norm": float(m.head.weight.detach().norm())} if e != 1 else None)
+    assert "norm" not in h.records[1]
+    assert [h.records[0]["norm"], h.records[2]["norm"]] == pytest.approx([h.records[0]["head_norm"], h.records[2]["head_norm"]], rel=1e-6)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
-__all__ = ["as_number", "call", "close"]
+__all__ = ["as_number", "call", "close", "diagnose", "shape_ok"]
 
 
 def as_number(answer: object, what: str) -> float | None:
@@ -44,3 +45,22 @@ def call(fn: object, *args) -> torch.Tensor | None:
             print(f"✗ Your function should return a tensor, but it returned {type(out).__name__}.")
             return None
     return out.detach().to(torch.float64)
+
+
+def shape_ok(got: torch.Tensor, want: torch.Tensor, one: str) -> bool:
+    """True if ``got`` has ``want``'s shape (N rows); otherwise say how it differs (transposed, or wrong)
+    and return False. ``one`` names what each row holds, e.g. ``"gradient (length h)"``."""
+    if got.shape == want.shape:
+        return True
+    if got.shape == want.shape[::-1]:
+        print(f"✗ Shape {tuple(got.shape)} is transposed: one row per example, shape {tuple(want.shape)}.")
+    else:
+        print(f"✗ Wrong shape {tuple(got.shape)}: one {one} per example, shape {tuple(want.shape)}.")
+    return False
+
+
+def diagnose(got: torch.Tensor, mistakes: Sequence[tuple[torch.Tensor, str]], otherwise: str) -> bool:
+    """Print the message of the first likely mistake whose value ``got`` equals (to tolerance), else
+    ``otherwise``; always False (call it once the right answer has been ruled out)."""
+    print(next((msg for value, msg in mistakes if close(got, value)), otherwise))
+    return False

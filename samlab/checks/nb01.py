@@ -17,6 +17,7 @@ from samlab import theory
 from samlab.checks.common import as_number
 from samlab.checks.common import call as _call
 from samlab.checks.common import close as _close
+from samlab.checks.common import shape_ok
 from samlab.data import Dataset
 
 __all__ = ["check_upweight", "check_sam_example_grads", "check_grad_ratio"]
@@ -81,14 +82,11 @@ def check_sam_example_grads(fn: Callable) -> bool:
         return False
     want = theory.linear_example_grads(w, x, y, rho)
     n, d = want.shape
-    if got.shape != want.shape:
-        if got.shape == (d,):
-            print(f"✗ You returned one vector of shape ({d},): that looks like the mean over examples. "
-                  f"Return one gradient per example, shape ({n}, {d}).")
-        elif got.shape == (d, n):
-            print(f"✗ Shape ({d}, {n}) is transposed: one row per example, shape ({n}, {d}).")
-        else:
-            print(f"✗ Wrong shape {tuple(got.shape)}: one row per example, shape ({n}, {d}).")
+    if got.shape == (d,):
+        print(f"✗ You returned one vector of shape ({d},): that looks like the mean over examples. "
+              f"Return one gradient per example, shape ({n}, {d}).")
+        return False
+    if not shape_ok(got, want, "row"):
         return False
     if _close(got, want):
         print("✓ Right: each example's gradient is GD's, with the margin lowered by ρ‖x_i‖.")

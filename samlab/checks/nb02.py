@@ -15,6 +15,7 @@ import torch
 from samlab import theory
 from samlab.checks.common import call as _call
 from samlab.checks.common import close as _close
+from samlab.checks.common import diagnose, shape_ok
 
 __all__ = ["check_grad_f_norm_sq", "check_grad_v_at_eps", "check_jsam_weights"]
 
@@ -44,19 +45,17 @@ def check_grad_f_norm_sq(fn: Callable) -> bool:
         return True
     hx = (x @ W.T).square().sum(1)
     vx = v.square().sum() * x.square().sum(1)
-    if _close(got, want.sqrt()):
-        print("✗ That is N_i, the norm; the exercise asks for its square N_i².")
-    elif _close(got, hx):
-        print("✗ You have the v-block ‖Wx‖² only; the gradient with respect to W contributes too.")
-    elif _close(got, vx):
-        print("✗ You have the W-block ‖v‖²‖x‖² only; the gradient with respect to v (= Wx) contributes too.")
-    elif _close(got, hx + v.square().sum()) or _close(got, hx + v.square().sum() * x.norm(dim=1)):
-        print("✗ The W-block: ∇_W f = v xᵀ has squared Frobenius norm ‖v‖²‖x‖² (the factor is ‖x‖², squared).")
-    elif _close(got, 0.5 * want) or _close(got, 2 * want):
-        print("✗ Off by a factor of 2: a squared norm is a plain sum of squares, no ½.")
-    else:
-        print("✗ Not quite. Write ∇_v f and ∇_W f, then add their squared norms.")
-    return False
+    w_block = "✗ The W-block: ∇_W f = v xᵀ has squared Frobenius norm ‖v‖²‖x‖² (the factor is ‖x‖², squared)."
+    half = "✗ Off by a factor of 2: a squared norm is a plain sum of squares, no ½."
+    return diagnose(got, [
+        (want.sqrt(), "✗ That is N_i, the norm; the exercise asks for its square N_i²."),
+        (hx, "✗ You have the v-block ‖Wx‖² only; the gradient with respect to W contributes too."),
+        (vx, "✗ You have the W-block ‖v‖²‖x‖² only; the gradient with respect to v (= Wx) contributes too."),
+        (hx + v.square().sum(), w_block),
+        (hx + v.square().sum() * x.norm(dim=1), w_block),
+        (0.5 * want, half),
+        (2 * want, half),
+    ], "✗ Not quite. Write ∇_v f and ∇_W f, then add their squared norms.")
 
 
 def check_grad_v_at_eps(fn: Callable) -> bool:
@@ -71,31 +70,20 @@ def check_grad_v_at_eps(fn: Callable) -> bool:
     xsq = x.square().sum(1, keepdim=True)
     h = x @ W.T
     want = h - rho * ty * xsq * v / nsq.sqrt()
-    if got.shape != want.shape:
-        if got.shape == want.shape[::-1]:
-            print(f"✗ Shape {tuple(got.shape)} is transposed: one row per example, shape {tuple(want.shape)}.")
-        else:
-            print(f"✗ Wrong shape {tuple(got.shape)}: one gradient (length h) per example, shape {tuple(want.shape)}.")
+    if not shape_ok(got, want, "gradient (length h)"):
         return False
     if _close(got, want):
         print("✓ Right: ∇_v f at w + ε_i is Wx_i plus a correction linear in ε_i, exactly (f is bilinear).")
         return True
     corr = rho * ty * xsq * v / nsq.sqrt()
-    if _close(got, h):
-        print("✗ That is ∇_v f at w: the perturbation ε_W = −ρ ỹ v xᵀ/N moves W, so Wx changes too.")
-    elif _close(got, h + corr):
-        print("✗ The correction has the wrong sign: ε_i ascends the loss, ε_i = −ρ ỹ ∇_w f/N.")
-    elif _close(got, h - rho * ty * xsq * v / nsq):
-        print("✗ Divide by N (the norm of ∇_w f), not by N²: ε_i has length ρ.")
-    elif _close(got, h - rho * ty * x.norm(dim=1, keepdim=True) * v / nsq.sqrt()):
-        print("✗ ε_W x = −ρ ỹ v (xᵀx)/N: the factor is ‖x‖², not ‖x‖.")
-    elif _close(got, h - rho * ty * v / nsq.sqrt()):
-        print("✗ You lost the factor ‖x‖² that comes from ε_W x = −ρ ỹ v xᵀx/N.")
-    elif _close(got, h - rho * xsq * v / nsq.sqrt()):
-        print("✗ The correction depends on the label through ỹ = 2y − 1: ε_i points against ỹ ∇f.")
-    else:
-        print("✗ Not quite. Write ε_W for 1-SAM, then ∇_v f = (W + ε_W) x.")
-    return False
+    return diagnose(got, [
+        (h, "✗ That is ∇_v f at w: the perturbation ε_W = −ρ ỹ v xᵀ/N moves W, so Wx changes too."),
+        (h + corr, "✗ The correction has the wrong sign: ε_i ascends the loss, ε_i = −ρ ỹ ∇_w f/N."),
+        (h - rho * ty * xsq * v / nsq, "✗ Divide by N (the norm of ∇_w f), not by N²: ε_i has length ρ."),
+        (h - rho * ty * x.norm(dim=1, keepdim=True) * v / nsq.sqrt(), "✗ ε_W x = −ρ ỹ v (xᵀx)/N: the factor is ‖x‖², not ‖x‖."),
+        (h - rho * ty * v / nsq.sqrt(), "✗ You lost the factor ‖x‖² that comes from ε_W x = −ρ ỹ v xᵀx/N."),
+        (h - rho * xsq * v / nsq.sqrt(), "✗ The correction depends on the label through ỹ = 2y − 1: ε_i points against ỹ ∇f."),
+    ], "✗ Not quite. Write ε_W for 1-SAM, then ∇_v f = (W + ε_W) x.")
 
 
 def check_jsam_weights(fn: Callable) -> bool:

@@ -16,8 +16,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from samlab.plots.training import METRIC_LABELS
-from samlab.theory import probe_series, upweight
+from samlab.plots.training import METRIC_LABELS, metric_panels
+from samlab.probes import probe_series
+from samlab.theory import upweight
 from samlab.train import History
 
 __all__ = [
@@ -90,7 +91,7 @@ def plot_upweight(rhos: Sequence[float], norm_x: float, ax: Axes | None = None, 
 def plot_ratio(
     histories: Mapping[str, History], ax: Axes | None = None, key: str = "grad_ratio", logy: bool = False, smooth: int = 1
 ) -> Axes:
-    """The clean/noisy gradient-norm ratio (a probe of :func:`samlab.theory.fit_probed`) over training.
+    """The clean/noisy gradient-norm ratio (:func:`samlab.probes.linear_ratio_probe`) over training.
 
     ``smooth > 1`` draws the mean over ``smooth`` consecutive probes (thick) over the raw
     values (thin, faint): for runs whose ratio alternates from step to step.
@@ -146,19 +147,16 @@ def plot_runs(
     ``labels`` overrides the y-axis label and title of a metric (default: ``METRIC_LABELS``).
     """
     names = {**METRIC_LABELS, **(labels or {})}
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.3 * len(keys), 3.6), squeeze=False)
     runs = list(histories)
-    for ax, key in zip(axes[0], keys):
+
+    def draw(ax: Axes, key: str) -> None:
         for label, h in histories.items():
             ax.plot(h.column("epoch"), h.column(key), label=label, **run_style(label, runs))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(names.get(key, key))
         ax.set_title(names.get(key, key), fontsize=10)
-    axes[0][0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+
+    return metric_panels(keys, draw, title=title, width=4.3, legend_size=7, title_size=9)
 
 
 def plot_first_order_error(

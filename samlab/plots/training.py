@@ -5,7 +5,7 @@ Every function draws on a given Axes (or a new one), labels its axes and returns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
@@ -88,18 +88,30 @@ def plot_memorisation(history: History, title: str | None = None) -> Figure:
     return fig
 
 
+def metric_panels(
+    keys: Sequence[str], draw: Callable[[Axes, str], None], *, title: str | None = None,
+    width: float = 4.2, legend_size: int = 8, title_size: int = 10,
+) -> Figure:
+    """A row of panels, one per metric key: ``draw(ax, key)`` fills each; legend on the first, then the title."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        draw(ax, key)
+    axes[0][0].legend(fontsize=legend_size)
+    if title:
+        fig.suptitle(title, fontsize=title_size)
+    fig.tight_layout()
+    return fig
+
+
 def plot_comparison(histories: Mapping[str, History], keys=("test_acc", "clean_fit", "noisy_fit"), title: str | None = None) -> Figure:
     """One panel per metric, one line per method (best test accuracy marked)."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+
+    def draw(ax: Axes, key: str) -> None:
         for name, h in histories.items():
             plot_metric(h, key, ax, label=name, mark_best=key == "test_acc")
         ax.set_title(METRIC_LABELS.get(key, key), fontsize=10)
-    axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+
+    return metric_panels(keys, draw, title=title)
 
 
 def plot_cost_accuracy(rows: list[Mapping], keys=("best", "final"), ax: Axes | None = None, title: str | None = None) -> Axes:

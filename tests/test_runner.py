@@ -1,4 +1,5 @@
-"""The experiment runner: result-file schema, resume after interruption, summaries."""
+"""The experiment runner (samlab.runner) and result files (samlab.results): schema, resume after
+interruption, splitting a sweep across processes, summaries, the README table."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import statistics
 import pytest
 import torch
 
-from samlab import experiments, train
+from samlab import confusion, experiments, results, runner, train
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def tiny(monkeypatch):
 
 
 def test_result_file_has_the_documented_schema(tmp_path, tiny):
-    res = experiments.run("tiny", "smoke", results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    res = runner.run("tiny", "smoke", results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
     saved = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
     assert saved["runs"] and len(saved["runs"]) == 4
     for key in ("experiment", "profile", "config", "git_commit", "hardware", "runs", "realised_noise_rate", "command"):
@@ -59,13 +60,13 @@ def test_interrupted_sweep_resumes_without_retraining(tmp_path, tiny, monkeypatc
 
     monkeypatch.setattr(train, "fit", dying_fit)
     with pytest.raises(KeyboardInterrupt):
-        experiments.run("tiny", "smoke", **kw)
+        runner.run("tiny", "smoke", **kw)
     partial = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
     # seed-major: the two runs finished before the interruption are both methods' seed 0
     assert [(r["method"], r["seed"]) for r in partial["runs"]] == [("SGD", 0), ("SAM", 0)]
 
     calls.clear()
-    res = experiments.run("tiny", "smoke", **kw)
+    res = runner.run("tiny", "smoke", **kw)
     assert calls == ["sgd", "sam"]  # only the missing runs (seed 1) were trained
     # the file lists runs method by method, whatever the training order
     assert [(r["method"], r["seed"]) for r in res["runs"]] == [("SGD", 0), ("SGD", 1), ("SAM", 0), ("SAM", 1)]
@@ -75,7 +76,7 @@ def test_extending_an_experiments_seeds_keeps_its_finished_runs(tmp_path, tiny, 
     kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
     one_seed = lambda profile: dataclasses.replace(tiny(profile), seeds=(0,))  # noqa: E731
     monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", one_seed)
-    first = experiments.run("tiny", "smoke", **kw)
+    first = runner.run("tiny", "smoke", **kw)
     real_fit, calls = train.fit, []
 
     def counting_fit(model, method, data, config):
@@ -84,7 +85,7 @@ def test_extending_an_experiments_seeds_keeps_its_finished_runs(tmp_path, tiny, 
 
     monkeypatch.setattr(train, "fit", counting_fit)
     monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", tiny)  # seeds (0, 1)
-    res = experiments.run("tiny", "smoke", **kw)
+    res = runner.run("tiny", "smoke", **kw)
     assert calls == [("sgd", 1), ("sam", 1)]  # seed 0 was kept, not retrained
     assert tuple(res["config"]["seeds"]) == (0, 1)
     kept = {(r["method"], r["seed"]): r for r in res["runs"]}
@@ -94,20 +95,20 @@ def test_extending_an_experiments_seeds_keeps_its_finished_runs(tmp_path, tiny, 
     calls.clear()
     other = lambda profile: dataclasses.replace(tiny(profile), rate=0.2)  # noqa: E731
     monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", other)
-    experiments.run("tiny", "smoke", **{**kw, "checkpoint_root": tmp_path / "c2"})
+    runner.run("tiny", "smoke", **{**kw, "checkpoint_root": tmp_path / "c2"})
     assert len(calls) == 4
 
 
 def test_summary_and_table_match_hand_computation(tmp_path, tiny):
-    res = experiments.run("tiny", "smoke", results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
-    rows = {r["method"]: r for r in experiments.summarise(res)}
+    res = runner.run("tiny", "smoke", results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    rows = {r["method"]: r for r in results.summarise(res)}
     sam = [r for r in res["runs"] if r["method"] == "SAM"]
     assert rows["SAM"]["best_mean"] == pytest.approx(statistics.mean(r["best_test_acc"] for r in sam))
     assert rows["SAM"]["best_std"] == pytest.approx(statistics.stdev(r["best_test_acc"] for r in sam))
     assert rows["SGD"]["cost_vs_sgd"] == pytest.approx(1.0)
-    table = experiments.table_markdown([res])
+    table = results.table_markdown([res])
     assert table.count("\n") == 3 and "| tiny | smoke |" in table
-    h = experiments.histories(res, seed=1)
+    h = results.histories(res, seed=1)
     assert set(h) == {"SGD", "SAM"} and len(h["SAM"]) == 3
 
 
@@ -119,53 +120,53 @@ def test_unknown_names_are_refused():
 
 
 def test_cli_lists_experiments(capsys):
-    assert experiments.main(["list"]) == 0
+    assert runner.main(["list"]) == 0
     assert "memorisation" in capsys.readouterr().out
 
 
 def test_readme_results_table_is_generated_from_the_committed_files(readme_section):
     """The README's table is exactly what `make results-table` writes from data/results/."""
-    inside = readme_section(experiments.README_MARKERS)
-    assert inside == experiments.committed_table().strip(), "run `make results-table` and commit README.md"
+    inside = readme_section(results.README_MARKERS)
+    assert inside == results.committed_table().strip(), "run `make results-table` and commit README.md"
 
 
 def test_update_readme_replaces_only_between_markers(tmp_path):
-    start, end = experiments.README_MARKERS
+    start, end = results.README_MARKERS
     p = tmp_path / "R.md"
     p.write_text(f"head\n{start}\nold\n{end}\ntail\n")
-    experiments.update_readme(p, "NEW")
+    results.update_readme(p, "NEW")
     assert p.read_text() == f"head\n{start}\nNEW\n{end}\ntail\n"
     p.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
-        experiments.update_readme(p, "x")
+        results.update_readme(p, "x")
 
 
 def test_disjoint_only_sets_merge_into_one_file(tmp_path, tiny):
     """Two processes may each train some methods of one experiment: the file gets all runs."""
     kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
-    experiments.run("tiny", "smoke", only=["SAM"], **kw)
-    res = experiments.run("tiny", "smoke", only=["SGD"], **kw)
+    runner.run("tiny", "smoke", only=["SAM"], **kw)
+    res = runner.run("tiny", "smoke", only=["SGD"], **kw)
     assert [(r["method"], r["seed"]) for r in res["runs"]] == [("SGD", 0), ("SGD", 1), ("SAM", 0), ("SAM", 1)]
     saved = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
     assert [(r["method"], r["seed"], r["best_test_acc"]) for r in saved["runs"]] == [
         (r["method"], r["seed"], r["best_test_acc"]) for r in res["runs"]
     ]
     with pytest.raises(ValueError, match="only must name"):
-        experiments.run("tiny", "smoke", only=["ADAM"], **kw)
+        runner.run("tiny", "smoke", only=["ADAM"], **kw)
 
 
 def test_seed_subsets_split_a_sweep_and_match_the_whole(tmp_path, tiny):
     """Splitting by seed (and method) gives the same runs, bit for bit, as one process training all."""
-    whole = experiments.run("tiny", "smoke", results_root=tmp_path / "w", checkpoint_root=tmp_path / "wc", progress=False)
+    whole = runner.run("tiny", "smoke", results_root=tmp_path / "w", checkpoint_root=tmp_path / "wc", progress=False)
     kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
-    experiments.run("tiny", "smoke", seeds=[1], **kw)
-    part = experiments.run("tiny", "smoke", only=["SAM"], seeds=[0], **kw)
+    runner.run("tiny", "smoke", seeds=[1], **kw)
+    part = runner.run("tiny", "smoke", only=["SAM"], seeds=[0], **kw)
     assert [(r["method"], r["seed"]) for r in part["runs"]] == [("SGD", 1), ("SAM", 0), ("SAM", 1)]
-    res = experiments.run("tiny", "smoke", seeds=[0], **kw)
+    res = runner.run("tiny", "smoke", seeds=[0], **kw)
     key = lambda r: (r["method"], r["seed"], r["best_test_acc"], r["final_test_acc"])  # noqa: E731
     assert [key(r) for r in res["runs"]] == [key(r) for r in whole["runs"]]
     with pytest.raises(ValueError, match="seeds must be among"):
-        experiments.run("tiny", "smoke", seeds=[5], **kw)
+        runner.run("tiny", "smoke", seeds=[5], **kw)
 
 
 def test_per_method_fit_overrides_reach_the_training_loop(tmp_path, monkeypatch):
@@ -185,7 +186,7 @@ def test_per_method_fit_overrides_reach_the_training_loop(tmp_path, monkeypatch)
         return real_fit(model, method, data, config)
 
     monkeypatch.setattr(train, "fit", spy)
-    res = experiments.run("wd", "smoke", save=False, progress=False)
+    res = runner.run("wd", "smoke", save=False, progress=False)
     assert seen == {0: 5e-4, 1: 5e-3}
     assert [r["fit_overrides"] for r in res["runs"]] == [{}, {"weight_decay": 5e-3}]
     assert res["runs"][1]["method_config"] == {"method": "sgd"}  # "fit" is not a method hyperparameter
@@ -193,10 +194,10 @@ def test_per_method_fit_overrides_reach_the_training_loop(tmp_path, monkeypatch)
 
 def test_load_or_run_prefers_the_saved_file(tmp_path, tiny, monkeypatch):
     monkeypatch.setenv("SAMLAB_DATA", str(tmp_path))
-    first = experiments.load_or_run("tiny", "cpu", progress=False)
+    first = runner.load_or_run("tiny", "cpu", progress=False)
     assert (tmp_path / "results" / "cpu" / "tiny.json").exists()
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a saved result must not be retrained"))
-    again = experiments.load_or_run("tiny", "cpu")
+    again = runner.load_or_run("tiny", "cpu")
     assert [r["wall_seconds"] for r in again["runs"]] == [r["wall_seconds"] for r in first["runs"]]
 
 
@@ -205,15 +206,15 @@ def test_confusion_counts_match_scikit_learn():
 
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randint(0, 4, (200,), generator=gen), torch.randint(0, 4, (200,), generator=gen)
-    assert experiments.confusion_counts(a, b, 4) == confusion_matrix(a.numpy(), b.numpy(), labels=range(4)).tolist()
+    assert confusion.confusion_counts(a, b, 4) == confusion_matrix(a.numpy(), b.numpy(), labels=range(4)).tolist()
     with pytest.raises(ValueError, match="same shape"):
-        experiments.confusion_counts(a, b[:10], 4)
+        confusion.confusion_counts(a, b[:10], 4)
 
 
 def test_run_records_noise_and_test_confusion(tmp_path, tiny):
     from samlab import data as data_mod
 
-    res = experiments.run("tiny", "smoke", save=False, progress=False)
+    res = runner.run("tiny", "smoke", save=False, progress=False)
     ds = data_mod.load("digits", noise="symmetric-flip", rate=0.3, noise_seed=0)
     noise = torch.tensor(res["noise_confusion"])
     assert int(noise.sum()) == len(ds.y_train)
@@ -229,7 +230,7 @@ def test_load_bench_reads_one_model_with_provenance(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps({"command": "python -m samlab.bench", "hardware": "CPU", "records": [
         {"model": "a", "ratio_to_sgd": {"sgd": 1.0}}, {"model": "small-cnn-gn", "ratio_to_sgd": {"sgd": 1.0, "sam": 2.0}}]}))
-    rec = experiments.load_bench("cpu", root=tmp_path)
+    rec = results.load_bench("cpu", root=tmp_path)
     assert rec["ratio_to_sgd"]["sam"] == 2.0 and rec["hardware"] == "CPU" and rec["command"] == "python -m samlab.bench"
-    assert experiments.load_bench("cpu", model="zzz", root=tmp_path) is None
-    assert experiments.load_bench("gpu", root=tmp_path) is None
+    assert results.load_bench("cpu", model="zzz", root=tmp_path) is None
+    assert results.load_bench("gpu", root=tmp_path) is None

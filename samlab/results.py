@@ -1,0 +1,215 @@
+"""Result files: where they live, how they are written and read, and what is printed from them.
+
+A result file ``data/results/<profile>/<name>.json`` is written by :mod:`samlab.runner`
+(an experiment's runs) or by ``python -m samlab.bench --out`` (a benchmark). This module
+is the one place that knows their paths and their JSON: writing is atomic (a temporary
+file renamed over the old one, so a reader never sees half a file) and happens under a
+lock shared by every process that writes the same file. It also summarises a result
+(mean and spread over seeds, cost relative to SGD), prints its provenance, and writes
+the README's generated tables between their markers.
+
+Taught in notebooks 03–07, which load committed results with :func:`load` and print
+:func:`describe` beside every figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from samlab import data as data_mod
+from samlab import profiles
+from samlab.train import History
+
+__all__ = [
+    "README_MARKERS",
+    "committed",
+    "committed_table",
+    "describe",
+    "histories",
+    "load",
+    "load_bench",
+    "locked",
+    "path",
+    "short",
+    "summarise",
+    "table_markdown",
+    "update_readme",
+    "write",
+]
+
+#: the README's results table sits between these lines (``make results-table``)
+README_MARKERS = ("<!-- results-table:start -->", "<!-- results-table:end -->")
+
+
+def path(name: str, profile: str, root: Path | None = None) -> Path:
+    """``<root>/<profile>/<name>.json``; ``root`` defaults to ``data/results``."""
+    root = Path(root) if root is not None else data_mod.data_root() / "results"
+    return root / profile / f"{name}.json"
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf -> None so result files are strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write(file: Path, result: dict[str, Any]) -> None:
+    """Write ``result`` as strict JSON to ``file`` atomically (temporary file, then rename)."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_finite(result), indent=1))
+    tmp.replace(file)
+
+
+@contextlib.contextmanager
+def locked(file: Path) -> Iterator[None]:
+    """An exclusive lock on ``<file>.lock``, so that several processes can merge into one file."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file.with_name(file.name + ".lock"), "w") as f:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no locking, one process per file
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _read(file: Path) -> dict[str, Any] | None:
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def load(name: str, profile: str | None = None, root: Path | None = None) -> dict[str, Any] | None:
+    """The saved result ``name`` of ``profile`` (default: the active one), or ``None`` if there is none."""
+    return _read(path(name, profile or profiles.active(), root))
+
+
+def committed(profile: str, name: str, root: Path | None = None) -> dict[str, Any] | None:
+    """A saved file of an explicit profile (``committed("gpu", "bench")``), or ``None``."""
+    return _read(path(name, profile, root))
+
+
+def load_bench(profile: str | None = None, model: str = "small-cnn-gn", root: Path | None = None) -> dict[str, Any] | None:
+    """The benchmark record of ``model`` in ``<profile>/bench.json`` (written by ``python -m samlab.bench
+    --out``), with the file's provenance merged in; ``None`` if the file or the model is absent."""
+    saved = load("bench", profile, root)
+    if saved is None:
+        return None
+    for rec in saved["records"]:
+        if rec["model"] == model:
+            return {**{k: v for k, v in saved.items() if k != "records"}, **rec}
+    return None
+
+
+def short(result: dict[str, Any]) -> str:
+    """``"<hardware>, <day>, <commit>"``: where and when a result was made, for titles and tables."""
+    return f"{result['hardware']}, {result['date'][:10]}, {result['git_commit']}"
+
+
+def describe(result: dict[str, Any]) -> str:
+    """What a notebook prints under a loaded result: its data, then date, hardware, samlab version and
+    commit of the run, then the command that makes it again (three lines)."""
+    return "\n".join([
+        result["dataset"],
+        f"run of {result['date']} on {result['hardware']}, samlab {result['samlab']} ({result['git_commit']})",
+        f"command: {result['command']}",
+    ])
+
+
+def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, History]:
+    """Method label -> History (of ``seed``, default: each method's first seed)."""
+    out: dict[str, History] = {}
+    for r in result["runs"]:
+        if (seed is None and r["method"] not in out) or r["seed"] == seed:
+            records = [{k: (float("nan") if v is None else v) for k, v in rec.items()} for rec in r["history"]]
+            out[r["method"]] = History(records=records)
+    return out
+
+
+def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method: mean and std over seeds of best/final test accuracy, cost vs SGD."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in result["runs"]:
+        by.setdefault(r["method"], []).append(r)
+    sgd = by.get("SGD")
+    sgd_time = statistics.mean(r["seconds_per_epoch"] for r in sgd) if sgd else None
+    rows = []
+    for label, runs in by.items():
+        best = [r["best_test_acc"] for r in runs]
+        final = [r["final_test_acc"] for r in runs]
+        spe = statistics.mean(r["seconds_per_epoch"] for r in runs)
+        rows.append(
+            {
+                "method": label,
+                "seeds": len(runs),
+                "best_mean": statistics.mean(best),
+                "best_std": statistics.stdev(best) if len(best) > 1 else 0.0,
+                "final_mean": statistics.mean(final),
+                "final_std": statistics.stdev(final) if len(final) > 1 else 0.0,
+                "seconds_per_epoch": spe,
+                "cost_vs_sgd": spe / sgd_time if sgd_time else None,
+            }
+        )
+    return rows
+
+
+def table_markdown(results: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of several result files (the README's results table)."""
+    lines = [
+        "| experiment | profile | data | method | seeds | best test acc | final test acc | s/epoch (× SGD) | hardware |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        data_desc = f"{res['config']['dataset']}, {res['config']['noise']} {res['config']['rate']:.0%} (realised {res['realised_noise_rate']:.1%})"
+        for row in summarise(res):
+            pm = lambda m, s: f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if row["seeds"] > 1 else "")  # noqa: E731
+            cost = f"{row['seconds_per_epoch']:.2f}" + (f" ({row['cost_vs_sgd']:.2f}×)" if row["cost_vs_sgd"] else "")
+            lines.append(
+                f"| {res['experiment']} | {res['profile']} | {data_desc} | {row['method']} | {row['seeds']} | "
+                f"{pm(row['best_mean'], row['best_std'])} | {pm(row['final_mean'], row['final_std'])} | {cost} | "
+                f"{short(res)} |"
+            )
+    return "\n".join(lines)
+
+
+def _experiment_files(profile: str, root: Path | None) -> list[Path]:
+    folder = path("x", profile, root).parent
+    return sorted((p for p in folder.glob("*.json") if "experiment" in json.loads(p.read_text())), key=lambda p: p.stem)
+
+
+def committed_table(profile: str | None = None, root: Path | None = None) -> str:
+    """The markdown table of every saved experiment result (benchmarks excluded) of ``profile``,
+    or of every profile but ``smoke``."""
+    found = []
+    for prof in [profile] if profile else [p for p in profiles.PROFILES if p != "smoke"]:
+        found += [json.loads(p.read_text()) for p in _experiment_files(prof, root)]
+    return table_markdown(found) if found else "_No result files yet._"
+
+
+def update_readme(file: Path, table: str, markers: tuple[str, str] = README_MARKERS) -> None:
+    """Replace the text between the ``markers`` (default: the results markers) of ``file`` by ``table``."""
+    file = Path(file)
+    text = file.read_text()
+    start, end = markers
+    if start not in text or end not in text:
+        raise ValueError(f"{file} has no markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    file.write_text(f"{head}{start}\n{table}\n{end}{tail}")

@@ -1,0 +1,229 @@
+"""The runner: train every (method, seed) of a named experiment and merge the runs into its result file.
+
+Taught in notebooks 03–07, which load the committed result of the active profile
+(:func:`load_or_run`) and re-run on request. From a shell::
+
+    python -m samlab.experiments list
+    python -m samlab.experiments run memorisation --profile cpu
+    python -m samlab.experiments run beyond-sam-30 --profile cpu --only SAM --seeds 0,1
+    python -m samlab.experiments table            # markdown table of every result file
+
+A run writes ``data/results/<profile>/<name>.json`` (:mod:`samlab.results`) with the
+configuration, samlab version and git commit, hardware, and for every (method, seed) the
+full per-epoch history, best and final test accuracy, seconds per epoch and realised
+noise rate. The file is rewritten after every finished run, and every run checkpoints
+each epoch, so an interrupted ``run`` continues where it stopped when called again.
+Several processes may run disjoint parts of one experiment (``--only``, ``--seeds``):
+each merges its runs into the file under a lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samlab import data as data_mod
+from samlab import experiments, hardware, methods, models, profiles, provenance, results, train
+from samlab.confusion import confusion, confusion_counts
+
+__all__ = ["checkpoint_path", "load_or_run", "main", "run"]
+
+
+def checkpoint_path(exp: experiments.Experiment, profile: str, label: str, seed: int, root: Path | None = None) -> Path:
+    """Where run (``label``, ``seed``) of ``exp`` checkpoints every epoch."""
+    root = Path(root) if root is not None else data_mod.data_root() / "checkpoints"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    return root / profile / exp.name / f"{safe}-seed{seed}.ckpt"
+
+
+def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Runs already in the result file at ``path``, if it was written for ``config`` up to its seeds.
+
+    A run depends on its own seed only (model initialisation, batch order; the noise has its
+    own ``noise_seed``), so an experiment whose seeds were extended keeps its finished runs,
+    and one whose seeds were cut keeps those of the seeds left."""
+    if not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    now = json.loads(json.dumps(config))
+    old = previous.get("config") or {}
+    if {k: v for k, v in old.items() if k != "seeds"} != {k: v for k, v in now.items() if k != "seeds"}:
+        return {}
+    return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"]}
+
+
+def run(
+    name: str,
+    profile: str | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    device: torch.device | str | None = None,
+    results_root: Path | None = None,
+    checkpoint_root: Path | None = None,
+    progress: bool = True,
+    save: bool = True,
+) -> dict[str, Any]:
+    """Train every (method, seed) of experiment ``name`` and return (and save) the result.
+
+    ``only`` restricts training to some method labels and ``seeds`` to some of the
+    experiment's seeds. Finished runs found in the result
+    file (same configuration) are not re-trained; an interrupted run resumes from its last
+    epoch checkpoint. Several processes may run disjoint ``only``/``seeds`` sets of one experiment at
+    once: each merges its runs into the file under a lock.
+    """
+    profile = profile or profiles.active()
+    exp = experiments.get(name, profile)
+    labels = list(exp.methods) if only is None else list(only)
+    unknown = [lab for lab in labels if lab not in exp.methods]
+    if unknown:
+        raise ValueError(f"only must name methods of {name!r}: {tuple(exp.methods)}, got {unknown}")
+    wanted_seeds = list(exp.seeds) if seeds is None else list(seeds)
+    if not set(wanted_seeds) <= set(exp.seeds):
+        raise ValueError(f"seeds must be among the seeds of {name!r}: {tuple(exp.seeds)}, got {tuple(wanted_seeds)}")
+    device = torch.device(device) if device is not None else hardware.default_device()
+    path = results.path(name, profile, results_root)
+    config = exp.config()
+    order = [(label, seed) for label in exp.methods for seed in exp.seeds]
+
+    ds = data_mod.load(exp.dataset, noise=exp.noise, rate=exp.rate, noise_seed=exp.noise_seed, device=device, **exp.data_options)
+    env = {k: v for k, v in provenance.record(device).items() if k != "profile"}
+    result: dict[str, Any] = {
+        "experiment": name,
+        "description": exp.description,
+        "profile": profile,
+        "config": config,
+        "dataset": ds.describe(),
+        "realised_noise_rate": ds.noise.realised_rate if ds.noise else 0.0,
+        #: counts N[i][j] of training examples of true class i given observed label j
+        "noise_confusion": confusion_counts(ds.y_train_clean, ds.y_train, ds.num_classes),
+        **env,
+        "command": f"python -m samlab.experiments run {name} --profile {profile}",
+        "runs": [],
+    }
+    mine: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def merged() -> dict[str, Any]:
+        runs = {**(_finished(path, config) if save else {}), **mine}
+        return {**result, "runs": [runs[key] for key in order if key in runs]}
+
+    # Seed-major, so that an interrupted sweep has every method for its first seeds.
+    for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
+        if label not in labels or seed not in wanted_seeds or (save and (label, seed) in _finished(path, config)):
+            continue
+        method_cfg = {k: v for k, v in exp.methods[label].items() if k != "fit"}
+        fit_overrides = exp.methods[label].get("fit", {})
+        method = methods.get(method_cfg)
+        model = models.build(exp.model, ds.input_shape, ds.num_classes, seed=seed, **exp.model_options).to(device)
+        ckpt = checkpoint_path(exp, profile, label, seed, checkpoint_root) if save else None
+        t0 = time.perf_counter()
+        fit_config = train.FitConfig(
+            **{**exp.fit, **fit_overrides, "seed": seed, "checkpoint": str(ckpt) if ckpt else None, "progress": progress}
+        )
+        history = train.fit(model, method, ds, fit_config)
+        mine[(label, seed)] = {
+            "method": label,
+            "method_config": method.config(),
+            "fit_overrides": fit_overrides,
+            "seed": seed,
+            **history.summary(),
+            "wall_seconds": time.perf_counter() - t0,
+            "hardware": env["hardware"],
+            "git_commit": env["git_commit"],
+            "history": history.records,
+            #: final model on the test set: C[i][j] = test images of class i predicted as j
+            "test_confusion": confusion(model, ds.x_test, ds.y_test, ds.num_classes),
+        }
+        if save:
+            with results.locked(path):
+                results.write(path, merged())
+    if not save:
+        return merged()
+    with results.locked(path):
+        final = merged()
+        results.write(path, final)
+    return final
+
+
+def load_or_run(name: str, profile: str | None = None, *, rerun: bool = False, **run_kwargs: Any) -> dict[str, Any]:
+    """What a notebook calls: the saved result of ``name`` for ``profile`` if there is one and
+    ``rerun`` is false, otherwise a fresh :func:`run` (saved, except under ``smoke``)."""
+    profile = profile or profiles.active()
+    result = None if rerun else results.load(name, profile)
+    if result is None:
+        run_kwargs.setdefault("save", profile != "smoke")
+        result = run(name, profile, **run_kwargs)
+    return result
+
+
+def distinct(names: Sequence[str], profile: str) -> tuple[list[str], dict[str, str]]:
+    """``run all``: the names whose ``profile`` configuration differs from every earlier one's, and for each
+    name left out, the earlier experiment that trains the same runs (e.g. ``resnet18-cifar10-mini-30`` outside
+    ``gpu`` is ``resnet18-cifar10-30``)."""
+    keep: list[str] = []
+    same: dict[str, str] = {}
+    configs: dict[str, experiments.Experiment] = {}
+    for name in names:
+        cfg = dataclasses.replace(experiments.get(name, profile), name="")
+        twin = next((other for other, c in configs.items() if c == cfg), None)
+        if twin is None:
+            configs[name] = cfg
+            keep.append(name)
+        else:
+            same[name] = twin
+    return keep, same
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m samlab.experiments list | run NAME | table``."""
+    parser = argparse.ArgumentParser(prog="python -m samlab.experiments", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list experiments")
+    p_run = sub.add_parser("run", help="run an experiment (resumes if interrupted)")
+    p_run.add_argument("name", help="experiment name, or 'all'")
+    p_run.add_argument("--profile", default=None, choices=profiles.PROFILES)
+    p_run.add_argument("--only", default=None, help="comma-separated method labels")
+    p_run.add_argument("--seeds", default=None, help="comma-separated seeds (a subset of the experiment's)")
+    p_run.add_argument("--device", default=None)
+    p_table = sub.add_parser("table", help="markdown table of the saved results")
+    p_table.add_argument("--profile", default=None, choices=profiles.PROFILES)
+    p_table.add_argument("--readme", default=None, help="rewrite the table between the results markers of this file")
+    args = parser.parse_args(argv)
+    if args.cmd == "list":
+        for name, fn in sorted(experiments.EXPERIMENTS.items()):
+            print(f"{name:28s} {fn('cpu').description}")
+        return 0
+    if args.cmd == "run":
+        names = sorted(experiments.EXPERIMENTS) if args.name == "all" else [args.name]
+        if args.name == "all":
+            names, same = distinct(names, args.profile or profiles.active())
+            for name, twin in same.items():
+                print(f"{name}: skipped, its runs at this profile are those of {twin}")
+        for name in names:
+            res = run(
+                name,
+                args.profile,
+                only=args.only.split(",") if args.only else None,
+                seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None,
+                device=args.device,
+            )
+            print(f"{name}: {results.path(name, res['profile'])}")
+            for row in results.summarise(res):
+                print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
+        return 0
+    table = results.committed_table(args.profile)
+    if args.readme:
+        results.update_readme(Path(args.readme), table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
