@@ -10,10 +10,17 @@ method's ``state_dict()``, never the weight backup.
 
 Shared mechanics, done once here:
 
-* :func:`grad_norm`: the global L2 norm over all parameters, in fp32, skipping ``None``.
+* :func:`grad_norm`: the one global L2 norm over all parameters (or per chunk), skipping
+  ``None``, accumulated in fp32 — in float64 for float64 tensors, so a float64 model keeps
+  float64 precision in every method (SAM, F-SAM, OBF, ... alike). Multi-tensor
+  (``torch._foreach_norm``): one kernel launch per dtype on the GPU, not one per parameter.
 * :func:`perturbed`: move the weights by ``eps`` for the duration of a ``with`` block,
   then restore them *by copy* (subtracting ``eps`` drifts in low precision) together with
-  every buffer (BatchNorm running statistics are untouched by the perturbed pass).
+  every buffer (BatchNorm running statistics are untouched by the perturbed pass); the
+  save, move and restore are multi-tensor ``torch._foreach_*`` operations.
+* :func:`descend_at`: the second pass of every two-pass method, at w + ε.
+* :func:`upcast`, :func:`acc_dtype`: the precision rules; :func:`check_rho`,
+  :func:`check_m`, :func:`check_chunk_size`, :func:`check_engine`: the shared field checks.
 * :class:`RngReplay`: replay the RNG state of the first pass so that dropout draws the
   same mask in both passes.
 * :func:`autocast`: bf16 autocast on CUDA, a no-op on the CPU.
@@ -23,7 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,11 +41,17 @@ from torch import nn
 from samlab.losses import per_example_loss
 
 __all__ = [
+    "ENGINES",
     "EPS",
     "Method",
     "RngReplay",
     "StepInfo",
+    "acc_dtype",
     "autocast",
+    "check_chunk_size",
+    "check_engine",
+    "check_m",
+    "check_rho",
     "descend_at",
     "first_pass",
     "grad_norm",
@@ -68,12 +82,26 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def grad_norm(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """Global L2 norm of a list of tensors in fp32; ``None`` entries are skipped."""
-    present = [t.detach().float() for t in tensors if t is not None]
+def acc_dtype(t: torch.Tensor) -> torch.dtype:
+    """The accumulation dtype of norms and sums of ``t``: fp32, or float64 for float64."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def grad_norm(tensors: Sequence[torch.Tensor | None], batched: bool = False) -> torch.Tensor:
+    """Global L2 norm of a list of tensors; ``None`` entries are skipped.
+
+    Accumulated in fp32, or in float64 when a tensor is float64 (:func:`acc_dtype`). With
+    ``batched=True`` every tensor has a leading chunk dimension and one norm per chunk is
+    returned (shape ``(C,)``).
+    """
+    present = [t.detach() for t in tensors if t is not None]
     if not present:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in present]))
+    dtype = functools.reduce(torch.promote_types, [acc_dtype(t) for t in present])
+    if batched:
+        sq = torch.stack([t.to(dtype).flatten(1).square().sum(1) for t in present]).sum(0)
+        return sq.sqrt()
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present, 2, dtype=dtype)))
 
 
 @contextlib.contextmanager
@@ -86,20 +114,23 @@ def perturbed(model: nn.Module, eps: Sequence[torch.Tensor | None]) -> Iterator[
     params = trainable(model)
     if len(eps) != len(params):
         raise ValueError(f"eps must have one entry per trainable parameter ({len(params)}), got {len(eps)}")
-    saved = [p.detach().clone() for p in params]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    with torch.no_grad():
+        weights = [p.detach() for p in params]
+        buffers = [b for b in model.buffers()]
+        saved = [w.clone() for w in weights] if weights else []
+        saved_buffers = [b.clone() for b in buffers] if buffers else []
     try:
         with torch.no_grad():
-            for p, e in zip(params, eps):
-                if e is not None:
-                    p.add_(e.to(p.dtype))
+            moved = [(w, e.to(w.dtype)) for w, e in zip(weights, eps) if e is not None]
+            if moved:
+                torch._foreach_add_([w for w, _ in moved], [e for _, e in moved])
         yield
     finally:
         with torch.no_grad():
-            for p, w in zip(params, saved):
-                p.copy_(w)
-            for b, v in buffers:
-                b.copy_(v)
+            if weights:
+                torch._foreach_copy_(weights, saved)
+            if buffers:
+                torch._foreach_copy_(buffers, saved_buffers)
 
 
 class RngReplay:
@@ -143,15 +174,49 @@ def first_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torc
     return upcast(logits.detach()), losses.detach()
 
 
-def descend_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[torch.Tensor | None], rng: RngReplay) -> None:
-    """Leave ∇L_B(w + eps) in ``p.grad``, with w, the buffers and dropout as in the first pass."""
+def descend_at(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[torch.Tensor | None],
+    rng: RngReplay,
+    objective: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Leave ∇ objective(z(w + eps)) in ``p.grad`` (default: the mean loss, ∇L_B(w + eps)),
+    with w, the buffers and dropout as in the first pass; ``objective`` maps the upcast
+    logits to a scalar (J-SAM: Σ_i sg(s_i(w))·z_i)."""
     with perturbed(model, eps):
         rng.replay()
         for p in model.parameters():
             p.grad = None
         with autocast(x.device):
-            out = model(x)
-        per_example_loss(upcast(out), y).mean().backward()
+            out = upcast(model(x))
+        (per_example_loss(out, y).mean() if objective is None else objective(out)).backward()
+
+
+#: The engines of per-example methods: "exact" (:mod:`samlab.methods.exact`), "vmap"
+#: (:mod:`samlab.methods.perexample`), "auto" (exact where the model allows it).
+ENGINES = ("auto", "exact", "vmap")
+
+
+def check_rho(rho: float) -> None:
+    if not rho >= 0:
+        raise ValueError(f"rho must be >= 0, got rho={rho}")
+
+
+def check_m(m: int | None) -> None:
+    if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+        raise ValueError(f"m must be None (whole batch) or an integer >= 1, got m={m!r}")
+
+
+def check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or an integer >= 1, got chunk_size={chunk_size!r}")
+
+
+def check_engine(engine: str, allowed: tuple[str, ...] = ENGINES) -> None:
+    if engine not in allowed:
+        raise ValueError(f"engine must be one of {allowed}, got engine={engine!r}")
 
 
 class Method:

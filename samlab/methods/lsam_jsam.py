@@ -16,60 +16,98 @@ backward passes; L-SAM's second forward has no graph).
 
 ``per_example=False``: one ε = ρ g/‖g‖ from the batch gradient, as SAM. The whole-batch
 passes normalise BatchNorm with the batch's own statistics, as SAM's passes do.
-``per_example=True``: ε_i = ρ g_i/‖g_i‖ from each example's own gradient, 1-SAM's ε,
-vectorised with torch.func, with BatchNorm statistics held fixed (see
-:mod:`samlab.methods.perexample`).
+``per_example=True``: ε_i = ρ g_i/‖g_i‖ from each example's own gradient, 1-SAM's ε, with
+BatchNorm statistics held fixed (see :mod:`samlab.methods.perexample`), computed by the
+engine the ``engine`` field selects, as for 1-SAM: ``"exact"`` (:mod:`samlab.methods.exact`,
+no per-example weights), ``"vmap"`` (torch.func) or ``"auto"`` (exact where the model's
+layers allow it, the default).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad
 
-from samlab.methods.base import Method, RngReplay, StepInfo, autocast, perturbed
+from samlab.methods.base import (
+    Method,
+    RngReplay,
+    StepInfo,
+    autocast,
+    check_chunk_size,
+    check_engine,
+    check_rho,
+    descend_at,
+    grad_norm,
+)
+from samlab.methods.exact import exact_step, select_engine
 from samlab.methods.perexample import (
+    FunctionalModel,
     add_grads,
     batch_first_pass,
     chunk_logit_grads,
     chunk_logits,
     fixed_statistics,
-    global_norm,
     logit_grad,
     perturbation,
     perturbed_chunks,
-    upcast,
     write_grads,
 )
 from samlab.methods.registry import register
-from samlab.methods.sam import check_chunk_size, check_rho
 
 __all__ = ["JSAM", "LSAM"]
 
 
 @dataclass
 class _Decomposed(Method):
-    """Fields shared by L-SAM and J-SAM: ``rho`` (≥ 0), ``per_example`` (1-SAM's ε_i) and
+    """Fields shared by L-SAM and J-SAM: ``rho`` (≥ 0), ``per_example`` (1-SAM's ε_i),
     ``chunk_size`` (per-example form: how many examples are processed at once, to bound
-    memory; None = all)."""
+    memory; None = all) and ``engine`` (per-example form: "auto", "exact" or "vmap")."""
 
     rho: float = 0.05
     per_example: bool = False
     chunk_size: int | None = None
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         check_rho(self.rho)
         if not isinstance(self.per_example, bool):
             raise ValueError(f"per_example must be True or False, got per_example={self.per_example!r}")
         check_chunk_size(self.chunk_size)
+        check_engine(self.engine)
 
     @property
     def first_pass_is_sgd(self) -> bool:
         """Whole-batch form: the first backward leaves ∇L_B(w) in ``p.grad`` (SANER reads it)."""
         return not self.per_example
+
+    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+        if not self.per_example:
+            return self._whole_batch(model, x, y)
+        if select_engine(model, self.engine) == "exact":
+            r = exact_step(model, x, y, m=1, rho=self.rho, descent=self.name, chunk_size=self.chunk_size)
+            return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm)
+        rng = RngReplay(x.device)
+        with fixed_statistics(model, x) as fm:
+            rng.replay()
+            first, parts = perturbed_chunks(fm, x, y, 1, self._second(fm), rho=self.rho, chunk_size=self.chunk_size)
+            write_grads(model, self._combine(fm, x, parts, rng))
+        return StepInfo(logits=first.logits, losses=first.losses, grad_norm=first.grad_norm)
+
+    # the vmap engine's second pass (per group of examples) and how its outputs combine
+    def _second(self, fm: FunctionalModel) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _combine(self, fm: FunctionalModel, x: torch.Tensor, parts: list, rng: RngReplay) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+        raise NotImplementedError
 
 
 @register
@@ -79,30 +117,22 @@ class JSAM(_Decomposed):
 
     name = "jsam"
 
-    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+    def _second(self, fm: FunctionalModel) -> Callable[..., Any]:
+        def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, z: torch.Tensor):
+            g = chunk_logit_grads(fm, at, xs, logit_grad(z, ys), batched=True)
+            return {k: v.sum(0) for k, v in g.items()}
+
+        return second
+
+    def _combine(self, fm: FunctionalModel, x: torch.Tensor, parts: list, rng: RngReplay) -> dict[str, torch.Tensor]:
+        return {k: v / x.shape[0] for k, v in functools.reduce(add_grads, parts, {}).items()}
+
+    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         rng = RngReplay(x.device)
-        if self.per_example:
-            with fixed_statistics(model, x) as fm:
-
-                def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, z: torch.Tensor):
-                    g = chunk_logit_grads(fm, at, xs, logit_grad(z, ys), batched=True)
-                    return {k: v.sum(0) for k, v in g.items()}
-
-                rng.replay()
-                first, parts = perturbed_chunks(fm, x, y, 1, second, rho=self.rho, chunk_size=self.chunk_size)
-            write_grads(model, {k: v / x.shape[0] for k, v in functools.reduce(add_grads, parts, {}).items()})
-            return StepInfo(logits=first.logits, losses=first.losses, grad_norm=first.grad_norm)
         logits, losses, params, grads = batch_first_pass(model, x, y)
-        norm = global_norm(grads)
         s = logit_grad(logits, y) / x.shape[0]
-        with perturbed(model, perturbation(grads, params, self.rho)):
-            rng.replay()
-            for p in model.parameters():
-                p.grad = None
-            with autocast(x.device):
-                z = model(x)
-            (upcast(z) * s).sum().backward()
-        return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(norm))
+        descend_at(model, x, y, perturbation(grads, params, self.rho), rng, objective=lambda z: (z * s).sum())
+        return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(grad_norm(grads)))
 
 
 @register
@@ -112,29 +142,27 @@ class LSAM(_Decomposed):
 
     name = "lsam"
 
-    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+    def _second(self, fm: FunctionalModel) -> Callable[..., Any]:
+        def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, _: torch.Tensor):
+            return logit_grad(chunk_logits(fm, at, xs, batched=True), ys)
+
+        return second
+
+    def _combine(self, fm: FunctionalModel, x: torch.Tensor, parts: list, rng: RngReplay) -> dict[str, torch.Tensor]:
+        s_at = torch.cat(parts)
+        s_at = s_at.reshape(x.shape[0], *s_at.shape[2:]) / x.shape[0]
+        # Σ_i J_i(w)ᵀ s_i(w + ε_i) in one whole-batch backward: with the statistics fixed,
+        # each example's logits depend on that example alone. ``vmap`` with
+        # randomness="different" draws the whole-batch dropout mask (checked in the tests),
+        # so this pass sees the masks of the two vectorised passes.
+        rng.replay()
+        return grad(lambda p: (fm.logits(p, x) * s_at).sum())(fm.params)
+
+    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         rng = RngReplay(x.device)
-        if self.per_example:
-            with fixed_statistics(model, x) as fm:
-
-                def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, _: torch.Tensor):
-                    return logit_grad(chunk_logits(fm, at, xs, batched=True), ys)
-
-                rng.replay()
-                first, parts = perturbed_chunks(fm, x, y, 1, second, rho=self.rho, chunk_size=self.chunk_size)
-                s_at = torch.cat(parts)
-                s_at = s_at.reshape(x.shape[0], *s_at.shape[2:]) / x.shape[0]
-                # Σ_i J_i(w)ᵀ s_i(w + ε_i) in one whole-batch backward: with the statistics
-                # fixed, each example's logits depend on that example alone. ``vmap`` with
-                # randomness="different" draws the whole-batch dropout mask (checked in the
-                # tests), so this pass sees the masks of the two vectorised passes.
-                rng.replay()
-                g = grad(lambda p: (fm.logits(p, x) * s_at).sum())(fm.params)
-            write_grads(model, g)
-            return StepInfo(logits=first.logits, losses=first.losses, grad_norm=first.grad_norm)
         # keep the graph of z(w): the final backward of Σ sg(s_i(w + ε))·z_i(w) reuses it.
         logits, losses, params, grads = batch_first_pass(model, x, y, retain_graph=True)
-        norm = global_norm(grads)
+        norm = grad_norm(grads)
         eps = perturbation(grads, params, self.rho)
         # The perturbed forward goes through functional_call on w + ε (new tensors), so the
         # weights saved in the retained graph are never modified in place; BatchNorm

@@ -53,34 +53,29 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from samlab.losses import per_example_loss, signed_labels
-from samlab.methods.base import EPS, RngReplay, autocast, upcast
+from samlab.methods.base import EPS, RngReplay, autocast, grad_norm, upcast
 
 __all__ = [
     "FirstPass",
     "FunctionalModel",
     "add_grads",
     "batch_first_pass",
+    "batch_statistics",
     "chunk_logit_grads",
     "chunk_logits",
     "chunk_loss_grads",
     "check_chunks",
     "fixed_statistics",
     "forward_losses",
-    "global_norm",
     "logit_grad",
     "perturbation",
     "perturbed_chunks",
     "split_chunks",
-    "upcast",
     "write_grads",
 ]
 
 Params = dict[str, torch.Tensor]
 T = TypeVar("T")
-
-
-def _acc_dtype(t: torch.Tensor) -> torch.dtype:
-    return torch.promote_types(t.dtype, torch.float32)
 
 
 def forward_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,22 +114,6 @@ def logit_grad(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1) - onehot
 
 
-def global_norm(tensors: Sequence[torch.Tensor | None], batched: bool = False) -> torch.Tensor:
-    """Global L2 norm of a list of tensors, accumulated in at least fp32; ``None`` skipped.
-
-    With ``batched=True`` each tensor has a leading chunk dimension and one norm per chunk
-    is returned (shape ``(C,)``).
-    """
-    present = [t.detach() for t in tensors if t is not None]
-    if not present:
-        return torch.zeros(())
-    if batched:
-        sq = [t.to(_acc_dtype(t)).flatten(1).square().sum(1) for t in present]
-    else:
-        sq = [t.to(_acc_dtype(t)).square().sum() for t in present]
-    return torch.stack(sq).sum(0).sqrt()
-
-
 def perturbation(
     grads: Sequence[torch.Tensor | None],
     weights: Sequence[torch.Tensor],
@@ -158,7 +137,7 @@ def perturbation(
         direction = [None if g is None else g * t for g, t in zip(tg, scales)]
     else:
         tg = direction = list(grads)
-    norm = global_norm(tg, batched=batched)
+    norm = grad_norm(tg, batched=batched)
     factor = rho / (norm + EPS)
     out: list[torch.Tensor | None] = []
     for d in direction:
@@ -203,6 +182,24 @@ class FunctionalModel:
         return upcast(out)
 
 
+def batch_statistics(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and biased variance of the input of every BatchNorm module in training mode, by
+    module name, from one whole-batch forward at w without graph (which also updates the
+    running statistics once, as an SGD step's forward would)."""
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.training]
+    store: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if not bns:
+        return store
+    hooks = [m.register_forward_pre_hook(_capture(store, n)) for n, m in bns]
+    try:
+        with torch.no_grad(), autocast(x.device):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return store
+
+
 @contextlib.contextmanager
 def fixed_statistics(model: nn.Module, x: torch.Tensor) -> Iterator[FunctionalModel]:
     """Yield ``model`` as a :class:`FunctionalModel` with the batch's BatchNorm statistics fixed.
@@ -215,17 +212,9 @@ def fixed_statistics(model: nn.Module, x: torch.Tensor) -> Iterator[FunctionalMo
     bns = [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.training]
     overrides: Params = {}
     if bns:
-        store: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        hooks = [m.register_forward_pre_hook(_capture(store, n)) for n, m in bns]
-        try:
-            with torch.no_grad(), autocast(x.device):
-                model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        for n, _ in bns:
+        for n, (mean, var) in batch_statistics(model, x).items():
             prefix = f"{n}." if n else ""
-            overrides[prefix + "running_mean"], overrides[prefix + "running_var"] = store[n]
+            overrides[prefix + "running_mean"], overrides[prefix + "running_var"] = mean, var
     try:
         for _, m in bns:
             m.train(False)
@@ -349,7 +338,7 @@ def perturbed_chunks(
     first = FirstPass(
         logits=z_all.reshape(x.shape[0], *z_all.shape[2:]),
         losses=torch.cat(losses).reshape(-1),
-        grad_norm=float(global_norm([v / n for v in gsum.values()])),
+        grad_norm=float(grad_norm([v / n for v in gsum.values()])),
     )
     return first, outs
 

@@ -8,8 +8,13 @@ Taught in notebooks 01 and 03.
 * ``sam(rho, m=m)`` (m-SAM): the batch is split into B/m chunks of m examples; chunk c
   gets its own ε_c from its own gradient, and the descent direction is the mean over the
   chunks of ∇L_c(w + ε_c). ``m=1`` is 1-SAM (one ε_i per example), the form Baek et al.
-  use. Vectorised with torch.func (see :mod:`samlab.methods.perexample`, which also
-  defines how BatchNorm is treated: the batch statistics held fixed).
+  use. Two engines (field ``engine``): ``"exact"`` (:mod:`samlab.methods.exact`: two
+  batched passes, the per-example perturbations added layer by layer, no per-example
+  weights) and ``"vmap"`` (torch.func over per-example weights,
+  :mod:`samlab.methods.perexample`, which also defines how BatchNorm is treated: the batch
+  statistics held fixed); ``"auto"`` (the default) takes the exact engine whenever every
+  parametrised layer of the model is supported, else vmap with a warning. Both give the
+  same gradient (tested to 1e-10 in float64 against a Python loop over examples).
 * ``sam(rho, adaptive=True, eta=...)`` (ASAM, Kwon et al., 2021): ε = ρ T² g/‖T g‖ with
   T = diag(|w| + η), for every trainable parameter (the official ASAM code leaves biases
   unscaled, T = 1 on parameters whose name lacks "weight"; samlab scales all of them).
@@ -24,32 +29,31 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from samlab.methods.base import Method, RngReplay, StepInfo, perturbed
+from samlab.methods.base import (
+    Method,
+    RngReplay,
+    StepInfo,
+    check_chunk_size,
+    check_engine,
+    check_m,
+    check_rho,
+    descend_at,
+    grad_norm,
+)
+from samlab.methods.exact import exact_step, select_engine
 from samlab.methods.perexample import (
     add_grads,
     batch_first_pass,
     check_chunks,
     chunk_loss_grads,
     fixed_statistics,
-    forward_losses,
-    global_norm,
     perturbation,
     perturbed_chunks,
     write_grads,
 )
 from samlab.methods.registry import register
 
-__all__ = ["SAM", "check_rho", "check_chunk_size"]
-
-
-def check_rho(rho: float) -> None:
-    if not rho >= 0:
-        raise ValueError(f"rho must be >= 0, got rho={rho}")
-
-
-def check_chunk_size(chunk_size: int | None) -> None:
-    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be None or an integer >= 1, got chunk_size={chunk_size!r}")
+__all__ = ["SAM"]
 
 
 @register
@@ -59,7 +63,8 @@ class SAM(Method):
 
     Fields: ``rho`` (≥ 0), ``m`` (None = whole batch, else chunks of m examples; 1 = 1-SAM),
     ``adaptive`` and ``eta`` (> 0) for ASAM, ``chunk_size`` (when ``m`` is set, how many
-    chunks are processed at once, to bound memory; None = all at once).
+    chunks are processed at once, to bound memory; None = all at once), ``engine`` (when
+    ``m`` is set: "auto", "exact" or "vmap", see the module docstring).
     """
 
     name = "sam"
@@ -68,14 +73,15 @@ class SAM(Method):
     adaptive: bool = False
     eta: float = 0.01
     chunk_size: int | None = None
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         check_rho(self.rho)
-        if self.m is not None and not (isinstance(self.m, int) and not isinstance(self.m, bool) and self.m >= 1):
-            raise ValueError(f"m must be None (whole batch) or an integer >= 1, got m={self.m!r}")
+        check_m(self.m)
         if not self.eta > 0:
             raise ValueError(f"eta must be > 0, got eta={self.eta}")
         check_chunk_size(self.chunk_size)
+        check_engine(self.engine)
 
     @property
     def first_pass_is_sgd(self) -> bool:
@@ -90,17 +96,17 @@ class SAM(Method):
     def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         rng = RngReplay(x.device)
         logits, losses, params, grads = batch_first_pass(model, x, y)
-        norm = global_norm(grads)
-        eps = perturbation(grads, params, self.rho, adaptive=self.adaptive, eta=self.eta)
-        with perturbed(model, eps):
-            rng.replay()
-            for p in model.parameters():
-                p.grad = None
-            forward_losses(model, x, y)[1].mean().backward()
+        norm = grad_norm(grads)
+        descend_at(model, x, y, perturbation(grads, params, self.rho, adaptive=self.adaptive, eta=self.eta), rng)
         return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(norm))
 
     def _chunked(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, m: int) -> StepInfo:
         check_chunks(x.shape[0], m)
+        if select_engine(model, self.engine) == "exact":
+            r = exact_step(
+                model, x, y, m=m, rho=self.rho, adaptive=self.adaptive, eta=self.eta, chunk_size=self.chunk_size
+            )
+            return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm)
         rng = RngReplay(x.device)
         with fixed_statistics(model, x) as fm:
 

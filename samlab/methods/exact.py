@@ -1,0 +1,494 @@
+"""The exact engine: per-example (and per-chunk) SAM without per-example weights.
+
+Taught in notebook 03 (why 1-SAM need not cost a model copy per example); used by 1-SAM,
+m-SAM, ASAM with m, per-example L-SAM / J-SAM, OBF and SANER around any of them, selected
+with their ``engine`` field (``"auto"``: this engine when every parametrised layer of the
+model is supported, else :mod:`samlab.methods.perexample`'s ``vmap`` engine).
+
+**The algebra.** Every parametrised layer this engine supports is *linear in its
+parameters for a fixed input*: Linear z = a Wᵀ + b, Conv2d z = W ⋆ a + b (= W U(a) + b
+with U the unfolded patches of a), GroupNorm and BatchNorm z = x̂(a) ⊙ γ + β (BatchNorm
+under samlab's per-example definition, the batch statistics of the first pass held fixed,
+:func:`samlab.methods.perexample.fixed_statistics`; GroupNorm normalises each example on
+its own). Write layer(a; W) for any of them and layer_W(a; V) = layer(a; V) − layer(a; 0)
+for its weight part. Then for any V
+
+    layer(a; W + V) = layer(a; W) + layer_W(a; V)      (bias terms likewise: + V_b)
+
+The per-example perturbation of 1-SAM is ε_i = c_i G_i with G_i = ∇_W ℓ_i(w) the example's
+gradient for the layer's parameters and c_i = ρ/‖g_i‖, ‖g_i‖ the example's global gradient
+norm over all layers. Example i's perturbed forward is therefore the ordinary forward at w
+in which every parametrised layer adds c_i·layer_W(a'_i; G_i) to its output, a'_i being
+the layer's input *in that perturbed forward* (it depends on the perturbations of the
+layers below). Hold c_i G_i constant (detached) but keep a'_i in the graph. Then the
+gradient of ℓ_i(z'_i) with respect to W (the one copy of the weights every example shares)
+is exactly ∇_W ℓ_i(w + ε_i): W enters layer(a'_i; W) exactly where W + ε_i enters the
+perturbed layer, and the derivative of the added term with respect to a'_i is that of
+layer(a'_i; ε_i), so backpropagation through the layers above sees the perturbed weights.
+Summed over the batch, one ordinary backward of Σ_i ℓ_i(z'_i)/B through this perturbed,
+*batched* forward leaves in W.grad exactly (1/B) Σ_i ∇_W ℓ_i(w + ε_i): the 1-SAM gradient.
+
+The per-example gradients G_i come from one batched pass at w: a forward hook keeps each
+layer's input a, and the gradient D = ∂(Σ_i ℓ_i)/∂z of each layer's output comes from one
+``torch.autograd.grad`` (no weight gradients are formed). Per example,
+
+* Linear: G_i = D_iᵀ A_i (A_i, D_i the example's rows; several rows when the input has
+  extra dimensions), bias D_i summed over rows;
+* Conv2d (any stride, padding, dilation; groups = 1): U_i = unfold(a_i), the
+  (C_in k_h k_w) × L matrix of patches, G_i = D_i U_iᵀ, one batched matmul; the bias
+  gradient is D_i summed over the L positions;
+* GroupNorm / BatchNorm: G_γ,i = Σ_positions D_i ⊙ x̂_i, G_β,i = Σ_positions D_i.
+
+The added term is computed the same way: a batched matmul of the unfolded perturbed input
+with c_i G_i (Conv2d), of the input rows with c_i G_iᵀ (Linear), x̂'_i ⊙ c_i G_γ,i + c_i G_β,i
+(norms). No grouped convolution, no per-example copy of the model: two ordinary batched
+forward passes, one backward for the layer-output gradients, one ordinary backward, plus
+per layer a few batched matmuls of the size of the layer's weight gradient per example.
+
+**Chunks (m-SAM) and the other methods.** With chunks of m consecutive examples, G_c =
+Σ_{i∈c} G_i (rows of the chunk's examples concatenated: G_c = D_cᵀ A_c, D_c U_cᵀ) and ε_c =
+ρ G_c/‖G_c‖ is added to every example of the chunk; the descent direction is the mean over
+chunks of ∇L_c(w + ε_c) = (1/B) Σ_i ∇ℓ_i(w + ε_{c(i)}), again one ordinary backward.
+ASAM's ε_c = ρ T² G_c/‖T G_c‖, T = diag(|w| + η), is (chunk scale) × (element-wise scaled
+G_c) and goes through unchanged. Per-example J-SAM is the backward through the perturbed
+forward of Σ_i sg(s_i(w))·z'_i/B; per-example L-SAM takes s_i(w + ε_i) from the perturbed
+forward without graph and backpropagates Σ_i sg(s_i(w + ε_i))·z_i(w)/B through the graph
+of the first pass. OBF's first pass backpropagates its logit vector Σ_i v_i·z_i instead of
+the loss. SANER wraps any of them.
+
+**Memory and ``chunk_size``.** The G_c of one group are alive at once: C × (the model's
+parameter count) numbers, as in the vmap engine. ``chunk_size`` (a number of chunks)
+bounds it: the batch is processed in groups of ``chunk_size`` chunks, both passes per
+group, accumulating into ``p.grad``. With BatchNorm and more than one group, one extra
+whole-batch forward without graph first fixes the statistics (the ungrouped path reads
+them in its first pass). Dropout: every pass of a group replays the group's RNG state, so
+each example keeps one mask (on the CPU, the whole-batch mask, as the vmap engine).
+
+**Limits.** Supported: Linear, Conv2d with ``groups=1`` and ``padding_mode="zeros"``,
+GroupNorm, BatchNorm1d/2d/3d, and any module without trainable parameters of its own
+(activations, pooling, dropout, flatten, containers). A model with any other module
+that owns a trainable parameter (LayerNorm, an embedding, a custom layer), a parameter
+shared by two modules, or a supported layer called twice in one forward is refused
+(``engine="exact"``) or handed to the vmap engine (``engine="auto"``, with a warning
+naming the layer; a layer called twice is only detected during the step and raises). The
+model must use its parameters only through these modules' forward passes.
+
+Precision: G, norms and added terms are computed in at least fp32 (float64 models stay
+float64); under CUDA autocast the added term is cast to the layer output's dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from samlab.losses import per_example_loss
+from samlab.methods.base import EPS, RngReplay, acc_dtype, autocast, check_engine, upcast
+from samlab.methods.perexample import batch_statistics, check_chunks, logit_grad
+
+__all__ = ["DESCENTS", "ExactResult", "exact_step", "select_engine", "unsupported_layer"]
+
+#: What the second pass does: "loss" (SAM: ∇ mean ℓ(w + ε_i)), "jsam", "lsam".
+DESCENTS = ("loss", "jsam", "lsam")
+
+_PARAMETER_FREE_OK = "parameter-free"
+
+
+def _exact_type(module: nn.Module, base: type) -> bool:
+    """``module`` is ``base`` or a subclass that keeps its forward (so its algebra is ours)."""
+    return isinstance(module, base) and type(module).forward is base.forward
+
+
+def _kind(module: nn.Module) -> str | None:
+    """The supported kind of a module that owns trainable parameters, or None."""
+    if isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward:
+        return "norm"
+    if _exact_type(module, nn.GroupNorm):
+        return "norm"
+    if _exact_type(module, nn.Linear):
+        return "linear"
+    if _exact_type(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+        if not isinstance(module.padding, str) or module.padding == "valid":
+            return "conv"
+    return None
+
+
+def unsupported_layer(model: nn.Module) -> str | None:
+    """Why the exact engine cannot run ``model`` (naming the layer), or None when it can."""
+    owners: dict[int, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        label = f"{name or '<model>'} ({type(module).__name__})"
+        if _kind(module) is None:
+            return f"layer {label} is not supported by the exact engine"
+        if any(n not in ("weight", "bias") for n, _ in own):
+            return f"layer {label} has parameters other than weight and bias"
+        for _, p in own:
+            if id(p) in owners and owners[id(p)] != name:
+                return f"layer {label} shares a parameter with {owners[id(p)]}"
+            owners[id(p)] = name
+    return None
+
+
+# ----------------------------------------------------------------------------- one layer
+
+
+def _chunk_rows(t: torch.Tensor, chunks: int) -> torch.Tensor:
+    """``(B, ..., F)`` -> ``(C, rows of the chunk's examples, F)``."""
+    return t.reshape(chunks, -1, t.shape[-1])
+
+
+def _chunk_columns(t: torch.Tensor, chunks: int) -> torch.Tensor:
+    """``(B, F, L)`` -> ``(C, F, m·L)``: the chunk's examples side by side along L."""
+    b, f, length = t.shape
+    return t.reshape(chunks, b // chunks, f, length).transpose(1, 2).reshape(chunks, f, -1)
+
+
+def _unchunk_columns(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """Inverse of :func:`_chunk_columns`: ``(C, F, m·L)`` -> ``(B, F, L)``."""
+    chunks, f, _ = t.shape
+    return t.reshape(chunks, f, batch // chunks, -1).transpose(1, 2).reshape(batch, f, -1)
+
+
+class _Layer:
+    """Hooks and algebra of one supported module (see the module docstring)."""
+
+    def __init__(self, name: str, module: nn.Module):
+        self.name, self.module, self.kind = name, module, _kind(module)
+        self.params = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # BatchNorm, fixed statistics
+        #: BatchNorm normalising with batch statistics (training mode or no running ones),
+        #: decided once: the engine puts BatchNorm in eval mode for its later passes.
+        self.batch_mode = isinstance(module, _BatchNorm) and (module.training or module.running_mean is None)
+        self.clear()
+
+    def clear(self) -> None:
+        self.input: torch.Tensor | None = None
+        self.normed: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        self.eps: dict[str, torch.Tensor] = {}
+        self.calls = 0
+
+    # --- normalisation
+    def capture_statistics(self, a: torch.Tensor) -> None:
+        x = upcast(a.detach())
+        dims = [0, *range(2, x.ndim)]
+        self.stats = (x.mean(dims), x.var(dims, unbiased=False))
+
+    def normalise(self, a: torch.Tensor) -> torch.Tensor:
+        """x̂(a): GroupNorm per example, BatchNorm with the fixed (or running) statistics."""
+        m = self.module
+        if isinstance(m, nn.GroupNorm):
+            return F.group_norm(upcast(a), m.num_groups, None, None, m.eps)
+        mean, var = self.stats if self.batch_mode else (m.running_mean, m.running_var)
+        shape = (1, -1, *([1] * (a.ndim - 2)))
+        return (upcast(a) - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + m.eps)
+
+    def affine(self, normed: torch.Tensor) -> torch.Tensor:
+        m, shape = self.module, (1, -1, *([1] * (normed.ndim - 2)))
+        out = normed if m.weight is None else normed * m.weight.reshape(shape)
+        return out if m.bias is None else out + m.bias.reshape(shape)
+
+    # --- passes
+    def first(self, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor | None:
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError(
+                f"the exact engine needs each parametrised layer called once per forward; {self.name} "
+                f"({type(self.module).__name__}) was called again: use engine='vmap'"
+            )
+        self.input = a.detach()
+        replaced = None
+        if self.kind == "norm":
+            if self.batch_mode and self.stats is None:
+                self.capture_statistics(a)
+            self.normed = self.normalise(a.detach())
+            if self.batch_mode:  # the statistics held fixed, not differentiated through
+                replaced = self.affine(self.normalise(a)).to(out.dtype)
+        self.output = replaced if replaced is not None else out
+        return replaced
+
+    def example_grads(self, d: torch.Tensor | None, chunks: int) -> dict[str, torch.Tensor]:
+        """Per chunk, Σ_{i∈c} G_i for each trainable parameter, shape ``(C, *p.shape)``."""
+        a, m = self.input, self.module
+        out: dict[str, torch.Tensor] = {}
+        if d is None:
+            return {n: torch.zeros(chunks, *p.shape, dtype=acc_dtype(p), device=p.device) for n, p in self.params}
+        d = upcast(d.detach())
+        names = {n for n, _ in self.params}
+        if self.kind == "linear":
+            rows, drows = _chunk_rows(upcast(a), chunks), _chunk_rows(d, chunks)
+            if "weight" in names:
+                out["weight"] = torch.bmm(drows.transpose(1, 2), rows)
+            if "bias" in names:
+                out["bias"] = drows.sum(1)
+        elif self.kind == "conv":
+            u = F.unfold(upcast(a), m.kernel_size, m.dilation, _padding(m), m.stride)
+            dcol = _chunk_columns(d.flatten(2), chunks)
+            if "weight" in names:
+                g = torch.bmm(dcol, _chunk_columns(u, chunks).transpose(1, 2))
+                out["weight"] = g.reshape(chunks, *m.weight.shape)
+            if "bias" in names:
+                out["bias"] = dcol.sum(2)
+        else:
+            per = d.reshape(chunks, -1, d.shape[1], d[0, 0].numel())
+            if "weight" in names:
+                out["weight"] = (per * self.normed.reshape(per.shape)).sum((1, 3))
+            if "bias" in names:
+                out["bias"] = per.sum((1, 3))
+        self.input = self.normed = self.output = None
+        return out
+
+    def second(self, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError(f"the exact engine needs each parametrised layer called once per forward ({self.name})")
+        m, e, batch = self.module, self.eps, a.shape[0]
+        if self.kind == "norm":
+            normed = self.normalise(a)
+            out = self.affine(normed).to(out.dtype) if self.batch_mode else out
+        if not e:
+            return out
+        chunks = next(iter(e.values())).shape[0]
+        if self.kind == "linear":
+            rows = _chunk_rows(upcast(a), chunks)
+            term = torch.zeros(*rows.shape[:2], m.out_features, dtype=rows.dtype, device=rows.device)
+            if "weight" in e:
+                term = torch.bmm(rows, e["weight"].transpose(1, 2))
+            if "bias" in e:
+                term = term + e["bias"][:, None, :]
+            return out + term.reshape(out.shape).to(out.dtype)
+        if self.kind == "conv":
+            positions = (batch // chunks) * out[0, 0].numel()
+            if "weight" in e:
+                u = _chunk_columns(F.unfold(upcast(a), m.kernel_size, m.dilation, _padding(m), m.stride), chunks)
+                term = torch.bmm(e["weight"].reshape(chunks, m.out_channels, -1), u)
+            else:
+                term = e["bias"].new_zeros(chunks, m.out_channels, positions)
+            if "bias" in e:
+                term = term + e["bias"][:, :, None]
+            return out + _unchunk_columns(term, batch).reshape(out.shape).to(out.dtype)
+        per = normed.reshape(chunks, batch // chunks, normed.shape[1], -1)
+        term = torch.zeros_like(per)
+        if "weight" in e:
+            term = per * e["weight"][:, None, :, None]
+        if "bias" in e:
+            term = term + e["bias"][:, None, :, None]
+        return out + term.reshape(out.shape).to(out.dtype)
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    return (0, 0) if conv.padding == "valid" else conv.padding
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class _Hooks:
+    """Forward hooks on every supported module; ``phase`` says what they do."""
+
+    def __init__(self, model: nn.Module):
+        self.layers = [
+            _Layer(n, mod)
+            for n, mod in model.named_modules()
+            if _kind(mod) is not None and (any(p.requires_grad for p in mod.parameters(recurse=False)) or isinstance(mod, _BatchNorm))
+        ]
+        self.phase = "off"
+        self.handles: list = []
+
+    def _hook(self, layer: _Layer) -> Callable:
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+            if self.phase == "first":
+                return layer.first(args[0], out)
+            if self.phase == "second":
+                return layer.second(args[0], out)
+            return None
+
+        return hook
+
+    def __enter__(self) -> _Hooks:
+        self.handles = [layer.module.register_forward_hook(self._hook(layer)) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        for layer in self.layers:
+            layer.clear()
+
+    @contextlib.contextmanager
+    def running(self, phase: str) -> Iterator[None]:
+        for layer in self.layers:
+            layer.calls = 0
+        self.phase = phase
+        try:
+            yield
+        finally:
+            self.phase = "off"
+
+
+@contextlib.contextmanager
+def _batchnorm_frozen(layers: list[_Layer]) -> Iterator[None]:
+    """BatchNorm modules in eval mode (running statistics untouched); training flags restored."""
+    bns = [layer.module for layer in layers if isinstance(layer.module, _BatchNorm) and layer.module.training]
+    try:
+        for m in bns:
+            m.train(False)
+        yield
+    finally:
+        for m in bns:
+            m.train(True)
+
+
+@dataclass
+class ExactResult:
+    """What the exact engine's first pass gives the step's ``StepInfo`` (all detached)."""
+
+    logits: torch.Tensor  #: first-pass logits at w, ``(B[, K])``
+    losses: torch.Tensor  #: first-pass per-example losses at w, ``(B,)``
+    grad_norm: float  #: norm of the mean over examples of the first-pass objective's gradients
+    chunk_norms: torch.Tensor  #: ‖G_c‖ per chunk of the first-pass objective (summed over the chunk)
+
+
+def exact_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    m: int,
+    rho: float,
+    descent: str = "loss",
+    ascent: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    adaptive: bool = False,
+    eta: float = 0.01,
+    chunk_size: int | None = None,
+) -> ExactResult:
+    """Leave in ``p.grad`` the per-chunk SAM-like gradient; return the first pass's figures.
+
+    Chunks of ``m`` consecutive examples. First pass at w: the objective Σ_i ascent_i
+    (``ascent(logits, y)`` returns per-example values; default the per-example loss) gives
+    G_c per chunk and ε_c = ρ G_c/‖G_c‖ (ASAM's with ``adaptive``). Second pass (see
+    ``descent`` in :data:`DESCENTS`) as in the module docstring, scaled by 1/B. Groups of
+    ``chunk_size`` chunks are processed one after the other.
+    """
+    if descent not in DESCENTS:
+        raise ValueError(f"descent must be one of {DESCENTS}, got descent={descent!r}")
+    reason = unsupported_layer(model)
+    if reason is not None:
+        raise ValueError(f"engine='exact' cannot run this model: {reason}; use engine='vmap' or 'auto'")
+    check_chunks(x.shape[0], m)
+    chunks = x.shape[0] // m
+    step = chunks if chunk_size is None else min(chunk_size, chunks)
+    for p in model.parameters():
+        p.grad = None
+    logits, losses, norms = [], [], []
+    total: dict[int, torch.Tensor] = {}
+    with _Hooks(model) as hooks:
+        grouped = step < chunks
+        if grouped and any(layer.batch_mode for layer in hooks.layers):
+            rng = RngReplay(x.device)
+            stats = batch_statistics(model, x)  # updates the running statistics once
+            rng.replay()  # the groups draw the dropout masks this pass drew
+            for layer in hooks.layers:
+                if layer.batch_mode:
+                    layer.stats = stats[layer.name]
+        with contextlib.ExitStack() as stack:
+            if grouped:
+                stack.enter_context(_batchnorm_frozen(hooks.layers))
+            for start in range(0, chunks, step):
+                sl = slice(start * m, min(chunks, start + step) * m)
+                z, loss, sq = _group(hooks, model, x[sl], y[sl], x.shape[0], m, rho, descent, ascent, adaptive, eta, total)
+                logits.append(z)
+                losses.append(loss)
+                norms.append(sq)
+    params = [p for layer in hooks.layers for _, p in layer.params]
+    grad = [total[id(p)] / x.shape[0] for p in params if id(p) in total]
+    norm = torch.stack([g.square().sum() for g in grad]).sum().sqrt() if grad else torch.zeros(())
+    return ExactResult(torch.cat(logits), torch.cat(losses), float(norm), torch.cat(norms).sqrt())
+
+
+def _group(
+    hooks: _Hooks,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    m: int,
+    rho: float,
+    descent: str,
+    ascent: Callable | None,
+    adaptive: bool,
+    eta: float,
+    total: dict[int, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both passes for one group of chunks; accumulates into ``p.grad`` and ``total``."""
+    chunks = x.shape[0] // m
+    rng = RngReplay(x.device)
+    with hooks.running("first"), autocast(x.device), torch.set_grad_enabled(True):
+        out = model(x)
+    z = upcast(out)
+    loss = per_example_loss(z, y)
+    objective = (loss if ascent is None else ascent(z, y)).sum()
+    live = [layer for layer in hooks.layers if layer.params and layer.output is not None and layer.output.requires_grad]
+    ds = torch.autograd.grad(objective, [layer.output for layer in live], retain_graph=descent == "lsam", allow_unused=True)
+    sq = torch.zeros(chunks, dtype=acc_dtype(z), device=x.device)
+    grads: list[tuple[_Layer, dict[str, torch.Tensor]]] = []
+    for layer, d in zip(live, ds):
+        g = layer.example_grads(d, chunks)
+        for n, p in layer.params:
+            total[id(p)] = total.get(id(p), 0) + g[n].sum(0).to(acc_dtype(p))
+            if adaptive:
+                scale = p.detach().abs().to(g[n].dtype) + eta
+                g[n] = g[n] * scale
+            sq = sq + g[n].flatten(1).to(sq.dtype).square().sum(1)
+            if adaptive:
+                g[n] = g[n] * scale
+        grads.append((layer, g))
+    factor = rho / (sq.sqrt() + EPS)
+    for layer, g in grads:
+        layer.eps = {n: t * factor.to(t.dtype).reshape(-1, *([1] * (t.ndim - 1))) for n, t in g.items()}
+    del grads, ds
+    rng.replay()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_batchnorm_frozen(hooks.layers))
+        stack.enter_context(hooks.running("second"))
+        if descent == "lsam":
+            stack.enter_context(torch.no_grad())
+        with autocast(x.device):
+            out_at = upcast(model(x))
+    for layer in hooks.layers:
+        layer.eps = {}
+    if descent == "loss":
+        per_example_loss(out_at, y).sum().div(batch).backward()
+    elif descent == "jsam":
+        (out_at * logit_grad(z, y)).sum().div(batch).backward()
+    else:
+        (z * logit_grad(out_at, y)).sum().div(batch).backward()
+    return z.detach(), loss.detach(), sq
+
+
+def select_engine(model: nn.Module, engine: str) -> str:
+    """"exact" or "vmap" for ``model`` under the method's ``engine`` field.
+
+    "auto" takes the exact engine when :func:`unsupported_layer` finds nothing, else warns
+    (naming the layer) and takes vmap; "exact" raises a ValueError on an unsupported layer.
+    """
+    check_engine(engine)
+    if engine == "vmap":
+        return "vmap"
+    reason = unsupported_layer(model)
+    if reason is None:
+        return "exact"
+    if engine == "exact":
+        raise ValueError(f"engine='exact' cannot run this model: {reason}; use engine='vmap' or 'auto'")
+    warnings.warn(f"engine='auto' falls back to the vmap engine: {reason}", stacklevel=3)
+    return "vmap"
