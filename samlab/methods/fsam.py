@@ -32,15 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from samlab.methods.base import EPS, Method, RngReplay, StepInfo, descend_at, first_pass, grad_norm, trainable
+from samlab.methods.base import EPS, Method, RngReplay, StepInfo, acc_dtype, check_rho, descend_at, first_pass, grad_norm, trainable
 from samlab.methods.registry import register
 
 __all__ = ["FSAM"]
-
-
-def _acc(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in at least fp32 (float64 stays float64), for dot products and norms."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 @register
@@ -61,8 +56,7 @@ class FSAM(Method):
     lam: float = 0.95
 
     def __post_init__(self) -> None:
-        if not self.rho >= 0:
-            raise ValueError(f"rho must be >= 0, got rho={self.rho}")
+        check_rho(self.rho)
         if not 0 <= self.sigma <= 1:
             raise ValueError(f"sigma must be in [0, 1], got sigma={self.sigma}")
         if not 0 <= self.lam < 1:
@@ -99,7 +93,7 @@ class FSAM(Method):
                 out.append(g)
                 continue
             m = m.to(device=g.device, dtype=g.dtype)
-            ga, ma = _acc(g), _acc(m)
+            ga, ma = g.to(acc_dtype(g)), m.to(acc_dtype(m))
             sums.append(torch.stack([(ga * ma).sum(), ga.square().sum(), ma.square().sum()]))
             out.append(g - self.sigma * m)
             self._ema[i] = m.mul_(self.lam).add_(g, alpha=1 - self.lam)

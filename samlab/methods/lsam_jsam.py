@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -62,6 +62,34 @@ from samlab.methods.registry import register
 
 __all__ = ["JSAM", "LSAM"]
 
+Params = dict[str, torch.Tensor]
+
+
+def _jsam_second(fm: FunctionalModel, at: Params, xs: torch.Tensor, ys: torch.Tensor, z: torch.Tensor) -> Params:
+    """J-SAM, vmap engine: Σ over the group of ∇_w s_i(w)·z_i(w + ε_i)."""
+    g = chunk_logit_grads(fm, at, xs, logit_grad(z, ys), batched=True)
+    return {k: v.sum(0) for k, v in g.items()}
+
+
+def _jsam_combine(fm: FunctionalModel, x: torch.Tensor, parts: list[Params], rng: RngReplay) -> Params:
+    return {k: v / x.shape[0] for k, v in functools.reduce(add_grads, parts, {}).items()}
+
+
+def _lsam_second(fm: FunctionalModel, at: Params, xs: torch.Tensor, ys: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    """L-SAM, vmap engine: s_i(w + ε_i) for the group (no graph)."""
+    return logit_grad(chunk_logits(fm, at, xs, batched=True), ys)
+
+
+def _lsam_combine(fm: FunctionalModel, x: torch.Tensor, parts: list[torch.Tensor], rng: RngReplay) -> Params:
+    s_at = torch.cat(parts)
+    s_at = s_at.reshape(x.shape[0], *s_at.shape[2:]) / x.shape[0]
+    # Σ_i J_i(w)ᵀ s_i(w + ε_i) in one whole-batch backward: with the statistics fixed,
+    # each example's logits depend on that example alone. ``vmap`` with
+    # randomness="different" draws the whole-batch dropout mask (checked in the tests),
+    # so this pass sees the masks of the two vectorised passes.
+    rng.replay()
+    return grad(lambda p: (fm.logits(p, x) * s_at).sum())(fm.params)
+
 
 @dataclass
 class _Decomposed(Method):
@@ -88,25 +116,36 @@ class _Decomposed(Method):
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         if not self.per_example:
-            return self._whole_batch(model, x, y)
+            rng = RngReplay(x.device)
+            first = batch_first_pass(model, x, y, retain_graph=self.retain_first_graph)
+            logits, losses, params, grads = first
+            norm = grad_norm(grads)
+            self._descend(model, x, y, first, perturbation(grads, params, self.rho), rng)
+            return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(norm))
         if select_engine(model, self.engine) == "exact":
             r = exact_step(model, x, y, m=1, rho=self.rho, descent=self.name, chunk_size=self.chunk_size)
             return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm)
         rng = RngReplay(x.device)
         with fixed_statistics(model, x) as fm:
             rng.replay()
-            first, parts = perturbed_chunks(fm, x, y, 1, self._second(fm), rho=self.rho, chunk_size=self.chunk_size)
-            write_grads(model, self._combine(fm, x, parts, rng))
+            second, combine = self._vmap
+            first, parts = perturbed_chunks(
+                fm, x, y, 1, functools.partial(second, fm), rho=self.rho, chunk_size=self.chunk_size
+            )
+            write_grads(model, combine(fm, x, parts, rng))
         return StepInfo(logits=first.logits, losses=first.losses, grad_norm=first.grad_norm)
 
-    # the vmap engine's second pass (per group of examples) and how its outputs combine
-    def _second(self, fm: FunctionalModel) -> Callable[..., Any]:
-        raise NotImplementedError
+    #: The vmap engine's second pass ``second(fm, at, xs, ys, z)`` per group of examples,
+    #: and ``combine(fm, x, parts, rng)``, the gradients from the groups' outputs.
+    _vmap: ClassVar[tuple[Callable[..., Any], Callable[..., Params]]]
+    #: Whole-batch form: whether the descent reuses the graph of the first pass.
+    retain_first_graph: ClassVar[bool] = False
 
-    def _combine(self, fm: FunctionalModel, x: torch.Tensor, parts: list, rng: RngReplay) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+    def _descend(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay
+    ) -> None:
+        """Whole-batch form: the descent direction into ``p.grad``, from the first pass's
+        ``(logits, losses, params, grads)`` and ε."""
         raise NotImplementedError
 
 
@@ -117,22 +156,11 @@ class JSAM(_Decomposed):
 
     name = "jsam"
 
-    def _second(self, fm: FunctionalModel) -> Callable[..., Any]:
-        def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, z: torch.Tensor):
-            g = chunk_logit_grads(fm, at, xs, logit_grad(z, ys), batched=True)
-            return {k: v.sum(0) for k, v in g.items()}
+    _vmap = (_jsam_second, _jsam_combine)
 
-        return second
-
-    def _combine(self, fm: FunctionalModel, x: torch.Tensor, parts: list, rng: RngReplay) -> dict[str, torch.Tensor]:
-        return {k: v / x.shape[0] for k, v in functools.reduce(add_grads, parts, {}).items()}
-
-    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
-        rng = RngReplay(x.device)
-        logits, losses, params, grads = batch_first_pass(model, x, y)
-        s = logit_grad(logits, y) / x.shape[0]
-        descend_at(model, x, y, perturbation(grads, params, self.rho), rng, objective=lambda z: (z * s).sum())
-        return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(grad_norm(grads)))
+    def _descend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay) -> None:
+        s = logit_grad(first[0], y) / x.shape[0]
+        descend_at(model, x, y, eps, rng, objective=lambda z: (z * s).sum())
 
 
 @register
@@ -142,28 +170,11 @@ class LSAM(_Decomposed):
 
     name = "lsam"
 
-    def _second(self, fm: FunctionalModel) -> Callable[..., Any]:
-        def second(at: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, _: torch.Tensor):
-            return logit_grad(chunk_logits(fm, at, xs, batched=True), ys)
+    retain_first_graph = True  # the final backward of Σ sg(s_i(w + ε))·z_i(w) reuses it
+    _vmap = (_lsam_second, _lsam_combine)
 
-        return second
-
-    def _combine(self, fm: FunctionalModel, x: torch.Tensor, parts: list, rng: RngReplay) -> dict[str, torch.Tensor]:
-        s_at = torch.cat(parts)
-        s_at = s_at.reshape(x.shape[0], *s_at.shape[2:]) / x.shape[0]
-        # Σ_i J_i(w)ᵀ s_i(w + ε_i) in one whole-batch backward: with the statistics fixed,
-        # each example's logits depend on that example alone. ``vmap`` with
-        # randomness="different" draws the whole-batch dropout mask (checked in the tests),
-        # so this pass sees the masks of the two vectorised passes.
-        rng.replay()
-        return grad(lambda p: (fm.logits(p, x) * s_at).sum())(fm.params)
-
-    def _whole_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
-        rng = RngReplay(x.device)
-        # keep the graph of z(w): the final backward of Σ sg(s_i(w + ε))·z_i(w) reuses it.
-        logits, losses, params, grads = batch_first_pass(model, x, y, retain_graph=True)
-        norm = grad_norm(grads)
-        eps = perturbation(grads, params, self.rho)
+    def _descend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay) -> None:
+        logits, _, params, _ = first
         # The perturbed forward goes through functional_call on w + ε (new tensors), so the
         # weights saved in the retained graph are never modified in place; BatchNorm
         # buffers are passed as copies so the running statistics stay as the first pass left them.
@@ -177,4 +188,3 @@ class LSAM(_Decomposed):
         for p in model.parameters():
             p.grad = None
         (logits * s).sum().backward()
-        return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(norm))

@@ -33,11 +33,17 @@ gradient of mean_k z_k − z_ỹ, whichever normalisation is used.
 m-sharpness: the batch is split into chunks of ``m`` consecutive examples (64 in the
 paper); each chunk gets its own ε_c from its own ascent direction, and the descent
 direction is the mean over chunks of ∇CE_c(w + ε_c) (= the batch-mean gradient when ε = 0).
-``m`` must divide the batch size; ``m=None`` uses the whole batch as one chunk. Chunks are
-processed in a Python loop, each with its own forward passes, as in the official code:
-BatchNorm normalises each chunk with that chunk's statistics, and the running statistics
-are updated by each chunk's pass at w (B/m updates per step, as in the official code) and
-never by the perturbed passes.
+``m`` must divide the batch size; ``m=None`` uses the whole batch as one chunk.
+
+Two engines (field ``engine``). ``"loop"``: chunks are processed in a Python loop, each
+with its own forward passes, as in the official code: BatchNorm normalises each chunk with
+that chunk's statistics, and the running statistics are updated by each chunk's pass at w
+(B/m updates per step, as in the official code) and never by the perturbed passes.
+``"exact"``: all chunks in two batched passes (:mod:`samlab.methods.exact`, the ascent
+vector backpropagated instead of the loss); identical to the loop for models without
+BatchNorm in training mode (tested to 1e-10 in float64), and refused for models with it
+(BatchNorm's per-chunk statistics are not the engine's fixed whole-batch ones).
+``"auto"`` (the default): exact where allowed, else the loop with a warning.
 
 Cost: two forward and two backward passes over the batch, as SAM (in B/m pieces).
 ``StepInfo.grad_norm`` is the norm of the descent direction (OBF computes no training-loss
@@ -48,14 +54,31 @@ Vani et al. report no label-noise experiments: samlab's label-noise results for 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.nn.modules.batchnorm import _BatchNorm
+
 from samlab.losses import per_example_loss
-from samlab.methods.base import EPS, Method, RngReplay, StepInfo, autocast, descend_at, grad_norm, trainable
+from samlab.methods.base import (
+    EPS,
+    Method,
+    RngReplay,
+    StepInfo,
+    autocast,
+    check_engine,
+    check_m,
+    check_rho,
+    descend_at,
+    grad_norm,
+    trainable,
+    upcast,
+)
+from samlab.methods.exact import exact_step, unsupported_layer
 from samlab.methods.registry import register
 
 __all__ = ["OBF", "ascent_logit_grad"]
@@ -79,8 +102,16 @@ def ascent_logit_grad(logits: torch.Tensor, y: torch.Tensor, gamma: float) -> tu
     return 1.0 / k - alpha * p - (1 - alpha) * onehot, alpha
 
 
-def _upcast(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+#: OBF's engines: its own per-chunk loop stands where the others have vmap.
+OBF_ENGINES = ("auto", "exact", "loop")
+
+
+def _exact_refusal(model: nn.Module) -> str | None:
+    """Why OBF's exact engine cannot run ``model`` (naming the layer), or None."""
+    for name, module in model.named_modules():
+        if isinstance(module, _BatchNorm) and module.training:
+            return f"layer {name} ({type(module).__name__}) normalises each chunk with its own statistics in OBF"
+    return unsupported_layer(model)
 
 
 @register
@@ -90,28 +121,54 @@ class OBF(Method):
 
     Fields: ``rho`` (≥ 0), ``gamma`` in [0, 1] (scale of α; 1e-12, the paper's ResNet
     value, makes the ascent that of mean_k z_k − z_ỹ), ``m`` (chunk size, an integer ≥ 1
-    dividing the batch size, or None for the whole batch).
+    dividing the batch size, or None for the whole batch), ``engine`` ("auto", "exact" or
+    "loop", see the module docstring).
     """
 
     name = "obf"
     rho: float = 0.04
     gamma: float = 1e-12
     m: int | None = 64
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
-        if not self.rho >= 0:
-            raise ValueError(f"rho must be >= 0, got rho={self.rho}")
+        check_rho(self.rho)
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must be in [0, 1], got gamma={self.gamma}")
-        if self.m is not None and (isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1):
-            raise ValueError(f"m must be None (whole batch) or an integer >= 1, got m={self.m!r}")
+        check_m(self.m)
+        check_engine(self.engine, OBF_ENGINES)
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         b = x.shape[0]
         m = b if self.m is None else self.m
         if b % m:
             raise ValueError(f"m={m} must divide the batch size, got a batch of {b} examples")
-        chunks = b // m
+        if self.engine != "loop":
+            reason = _exact_refusal(model)
+            if reason is None:
+                return self._exact(model, x, y, m)
+            if self.engine == "exact":
+                raise ValueError(f"obf engine='exact' cannot run this model: {reason}; use engine='loop' or 'auto'")
+            warnings.warn(f"obf engine='auto' falls back to the loop: {reason}", stacklevel=2)
+        return self._loop(model, x, y, m)
+
+    def _exact(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, m: int) -> StepInfo:
+        def ascent(z: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+            return (ascent_logit_grad(z, yc, self.gamma)[0] * z).sum(1)
+
+        r = exact_step(model, x, y, m=m, rho=self.rho, ascent=ascent)
+        return StepInfo(
+            logits=r.logits,
+            losses=r.losses,
+            grad_norm=float(grad_norm([p.grad for p in trainable(model)])),
+            extras={
+                "ascent_norm": float(r.chunk_norms.mean()) / m,
+                "alpha_mean": float(ascent_logit_grad(r.logits, y, self.gamma)[1].float().mean()),
+            },
+        )
+
+    def _loop(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, m: int) -> StepInfo:
+        chunks = x.shape[0] // m
         params = trainable(model)
         total: list[torch.Tensor | None] = [None] * len(params)
         logits_out, losses_out, ascent_norms, alphas = [], [], [], []
@@ -122,7 +179,7 @@ class OBF(Method):
                 p.grad = None
             with autocast(x.device):
                 z = model(xc)
-            z = _upcast(z)
+            z = upcast(z)
             v, alpha = ascent_logit_grad(z, yc, self.gamma)
             (v * z).sum().div(m).backward()  # a = ∇_w mean_i v_i·z_i
             ascent = [p.grad for p in params]

@@ -36,14 +36,10 @@ import torch
 from torch import nn
 
 from samlab.losses import per_example_loss, signed_labels
-from samlab.methods.base import EPS, Method, StepInfo, autocast, grad_norm, trainable
+from samlab.methods.base import EPS, Method, StepInfo, autocast, check_rho, grad_norm, trainable, upcast
 from samlab.methods.registry import register
 
 __all__ = ["RegSGD", "example_weights"]
-
-
-def _upcast(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def example_weights(
@@ -90,8 +86,7 @@ class RegSGD(Method):
             raise ValueError(f"gamma_a must be >= 0, got gamma_a={self.gamma_a}")
         if not isinstance(self.weighted, bool):
             raise ValueError(f"weighted must be True or False, got weighted={self.weighted!r}")
-        if not self.rho >= 0:
-            raise ValueError(f"rho must be >= 0, got rho={self.rho}")
+        check_rho(self.rho)
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         head = getattr(model, "head", None)
@@ -104,13 +99,13 @@ class RegSGD(Method):
         with autocast(x.device):
             feats = model.features(x)
             out = head(feats)
-        logits = _upcast(out.squeeze(-1) if head.out_features == 1 else out)
+        logits = upcast(out.squeeze(-1) if head.out_features == 1 else out)
         losses = per_example_loss(logits, y)
         objective = losses.mean()
         extras: dict[str, float] = {}
         if self.gamma_w or self.gamma_a:
-            head_sq = _upcast(head.weight).square().sum()
-            feature_sq = _upcast(feats).flatten(1).square().sum(1)
+            head_sq = upcast(head.weight).square().sum()
+            feature_sq = upcast(feats).flatten(1).square().sum(1)
             if self.weighted:
                 lam = example_weights(logits, y, feature_sq, head_sq, self.rho)
                 penalty = (lam * (self.gamma_w * head_sq + self.gamma_a * feature_sq)).mean()
