@@ -163,7 +163,7 @@ class OBF(Method):
             grad_norm=float(grad_norm([p.grad for p in trainable(model)])),
             extras={
                 "ascent_norm": float(r.chunk_norms.mean()) / m,
-                "alpha_mean": float(ascent_logit_grad(r.logits, y, self.gamma)[1].float().mean()),
+                "alpha_mean": float(ascent_logit_grad(r.logits, y, self.gamma)[1].mean()),
             },
         )
 
@@ -203,6 +203,6 @@ class OBF(Method):
             grad_norm=float(grad_norm(total)),
             extras={
                 "ascent_norm": float(torch.stack(ascent_norms).mean()),
-                "alpha_mean": float(torch.stack(alphas).float().mean()),
+                "alpha_mean": float(torch.stack(alphas).mean()),
             },
         )
