@@ -176,6 +176,8 @@ class _Layer:
         self.normed: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.eps: dict[str, torch.Tensor] = {}
+        self.direction: dict[str, torch.Tensor] = {}
+        self.ghost: tuple[torch.Tensor, torch.Tensor] | None = None
         self.calls = 0
 
     # --- normalisation
@@ -217,72 +219,120 @@ class _Layer:
         self.output = replaced if replaced is not None else out
         return replaced
 
-    def example_grads(self, d: torch.Tensor | None, chunks: int) -> dict[str, torch.Tensor]:
-        """Per chunk, Σ_{i∈c} G_i for each trainable parameter, shape ``(C, *p.shape)``."""
-        a, m = self.input, self.module
-        out: dict[str, torch.Tensor] = {}
-        if d is None:
-            return {n: torch.zeros(chunks, *p.shape, dtype=acc_dtype(p), device=p.device) for n, p in self.params}
-        d = upcast(d.detach())
-        names = {n for n, _ in self.params}
+    # --- Linear and Conv2d as matrix products of rows: z_rows = x_rows Wᵀ (+ b)
+    def rows(self, a: torch.Tensor, chunks: int) -> torch.Tensor:
+        """The input as ``(C, R, I)`` rows per chunk: Linear, its rows; Conv2d, its patches."""
+        m = self.module
         if self.kind == "linear":
-            rows, drows = _chunk_rows(upcast(a), chunks), _chunk_rows(d, chunks)
-            if "weight" in names:
-                out["weight"] = torch.bmm(drows.transpose(1, 2), rows)
-            if "bias" in names:
-                out["bias"] = drows.sum(1)
-        elif self.kind == "conv":
-            u = F.unfold(upcast(a), m.kernel_size, m.dilation, _padding(m), m.stride)
-            dcol = _chunk_columns(d.flatten(2), chunks)
-            if "weight" in names:
-                g = torch.bmm(dcol, _chunk_columns(u, chunks).transpose(1, 2))
-                out["weight"] = g.reshape(chunks, *m.weight.shape)
-            if "bias" in names:
-                out["bias"] = dcol.sum(2)
-        else:
+            return _chunk_rows(upcast(a), chunks)
+        u = F.unfold(upcast(a), m.kernel_size, m.dilation, _padding(m), m.stride)
+        return _chunk_columns(u, chunks).transpose(1, 2)
+
+    def out_rows(self, d: torch.Tensor, chunks: int) -> torch.Tensor:
+        """A layer output (or its gradient) as ``(C, R, O)`` rows per chunk."""
+        return _chunk_rows(d, chunks) if self.kind == "linear" else _chunk_columns(d.flatten(2), chunks).transpose(1, 2)
+
+    def first_grads(
+        self, d: torch.Tensor | None, chunks: int, adaptive: bool, eta: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """After the first pass: Σ_c of the squared (T-scaled) norms ``(C,)`` and, per
+        parameter, Σ_i G_i over the batch; keeps the per-chunk direction for the second pass.
+
+        Linear/Conv2d weights use the ghost form (never materialise G_c = Y_cᵀ X_c; norms
+        from the Gram matrices, ‖G_c‖² = ⟨X_c X_cᵀ, Y_c Y_cᵀ⟩; the added term X'_c G_cᵀ =
+        (X'_c X_cᵀ) Y_c) when the R rows per chunk make it cheaper, R(I + O) < I·O, and ASAM
+        is off; otherwise G_c is formed by one batched matmul.
+        """
+        a, m = self.input, self.module
+        dtype = acc_dtype(a)
+        sq = torch.zeros(chunks, dtype=dtype, device=a.device)
+        totals: dict[str, torch.Tensor] = {}
+        self.direction, self.ghost = {}, None
+        names = {n for n, _ in self.params}
+        if d is None:
+            d = torch.zeros_like(self.output)
+        d = upcast(d.detach())
+        if self.kind == "norm":
             per = d.reshape(chunks, -1, d.shape[1], d[0, 0].numel())
             if "weight" in names:
-                out["weight"] = (per * self.normed.reshape(per.shape)).sum((1, 3))
+                self.direction["weight"] = (per * self.normed.reshape(per.shape)).sum((1, 3))
             if "bias" in names:
-                out["bias"] = per.sum((1, 3))
+                self.direction["bias"] = per.sum((1, 3))
+        else:
+            x, y = self.rows(a, chunks), self.out_rows(d, chunks)
+            r, i, o = x.shape[1], x.shape[2], y.shape[2]
+            if "weight" in names and not adaptive and r * (i + o) < i * o:
+                sq = sq + (torch.bmm(x, x.transpose(1, 2)) * torch.bmm(y, y.transpose(1, 2))).sum((1, 2))
+                totals["weight"] = torch.einsum("cro,cri->oi", y, x).reshape(m.weight.shape)
+                self.ghost = (x, y)
+            elif "weight" in names:
+                self.direction["weight"] = torch.bmm(y.transpose(1, 2), x)  # (C, O, I)
+            if "bias" in names:
+                self.direction["bias"] = y.sum(1)
+        for n, p in self.params:
+            if n not in self.direction:
+                continue
+            g = self.direction[n]
+            totals[n] = g.sum(0).reshape(p.shape)
+            if adaptive:  # ε = ρ T² g/‖T g‖, T = |w| + η
+                g = g * (p.detach().abs() + eta).to(g.dtype).reshape(g.shape[1:])
+            sq = sq + g.flatten(1).to(dtype).square().sum(1)
+            if adaptive:
+                g = g * (p.detach().abs() + eta).to(g.dtype).reshape(g.shape[1:])
+            self.direction[n] = g
         self.input = self.normed = self.output = None
-        return out
+        return sq, totals
+
+    def scale(self, factor: torch.Tensor) -> None:
+        """ε_c = factor_c × direction_c, for the second pass."""
+        self.eps = {n: g * factor.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1))) for n, g in self.direction.items()}
+        if self.ghost is not None:
+            x, y = self.ghost
+            self.ghost = (x, y * factor.to(y.dtype)[:, None, None])
+        self.direction = {}
 
     def second(self, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         if self.calls > 1:
             raise RuntimeError(f"the exact engine needs each parametrised layer called once per forward ({self.name})")
-        m, e, batch = self.module, self.eps, a.shape[0]
+        e = self.eps
         if self.kind == "norm":
             normed = self.normalise(a)
             out = self.affine(normed).to(out.dtype) if self.batch_mode else out
-        if not e:
-            return out
-        chunks = next(iter(e.values())).shape[0]
-        if self.kind == "linear":
-            rows = _chunk_rows(upcast(a), chunks)
-            term = torch.zeros(*rows.shape[:2], m.out_features, dtype=rows.dtype, device=rows.device)
+            if not e:
+                return out
+            chunks = next(iter(e.values())).shape[0]
+            per = normed.reshape(chunks, a.shape[0] // chunks, normed.shape[1], -1)
+            term = torch.zeros_like(per)
             if "weight" in e:
-                term = torch.bmm(rows, e["weight"].transpose(1, 2))
+                term = per * e["weight"][:, None, :, None]
             if "bias" in e:
-                term = term + e["bias"][:, None, :]
+                term = term + e["bias"][:, None, :, None]
             return out + term.reshape(out.shape).to(out.dtype)
-        if self.kind == "conv":
-            positions = (batch // chunks) * out[0, 0].numel()
-            if "weight" in e:
-                u = _chunk_columns(F.unfold(upcast(a), m.kernel_size, m.dilation, _padding(m), m.stride), chunks)
-                term = torch.bmm(e["weight"].reshape(chunks, m.out_channels, -1), u)
+        if not e and self.ghost is None:
+            return out
+        chunks = self.ghost[0].shape[0] if self.ghost is not None else next(iter(e.values())).shape[0]
+        x = self.rows(a, chunks)
+        if self.kind == "conv":  # in columns (C, O, R): contiguous for the output's layout
+            if self.ghost is not None:
+                x0, y0 = self.ghost
+                term = torch.bmm(y0.transpose(1, 2), torch.bmm(x0, x.transpose(1, 2)))
+            elif "weight" in e:
+                term = torch.bmm(e["weight"], x.transpose(1, 2))
             else:
-                term = e["bias"].new_zeros(chunks, m.out_channels, positions)
+                term = x.new_zeros(chunks, e["bias"].shape[-1], x.shape[1])
             if "bias" in e:
                 term = term + e["bias"][:, :, None]
-            return out + _unchunk_columns(term, batch).reshape(out.shape).to(out.dtype)
-        per = normed.reshape(chunks, batch // chunks, normed.shape[1], -1)
-        term = torch.zeros_like(per)
-        if "weight" in e:
-            term = per * e["weight"][:, None, :, None]
+            return out + _unchunk_columns(term, out.shape[0]).reshape(out.shape).to(out.dtype)
+        if self.ghost is not None:
+            x0, y0 = self.ghost
+            term = torch.bmm(torch.bmm(x, x0.transpose(1, 2)), y0)
+        elif "weight" in e:
+            term = torch.bmm(x, e["weight"].transpose(1, 2))
+        else:
+            term = x.new_zeros(*x.shape[:2], e["bias"].shape[-1])
         if "bias" in e:
-            term = term + e["bias"][:, None, :, None]
+            term = term + e["bias"][:, None, :]
         return out + term.reshape(out.shape).to(out.dtype)
 
 
@@ -441,22 +491,15 @@ def _group(
     live = [layer for layer in hooks.layers if layer.params and layer.output is not None and layer.output.requires_grad]
     ds = torch.autograd.grad(objective, [layer.output for layer in live], retain_graph=descent == "lsam", allow_unused=True)
     sq = torch.zeros(chunks, dtype=acc_dtype(z), device=x.device)
-    grads: list[tuple[_Layer, dict[str, torch.Tensor]]] = []
     for layer, d in zip(live, ds):
-        g = layer.example_grads(d, chunks)
+        part, totals = layer.first_grads(d, chunks, adaptive, eta)
+        sq = sq + part.to(sq.dtype)
         for n, p in layer.params:
-            total[id(p)] = total.get(id(p), 0) + g[n].sum(0).to(acc_dtype(p))
-            if adaptive:
-                scale = p.detach().abs().to(g[n].dtype) + eta
-                g[n] = g[n] * scale
-            sq = sq + g[n].flatten(1).to(sq.dtype).square().sum(1)
-            if adaptive:
-                g[n] = g[n] * scale
-        grads.append((layer, g))
+            total[id(p)] = total.get(id(p), 0) + totals[n].to(acc_dtype(p))
+    del ds
     factor = rho / (sq.sqrt() + EPS)
-    for layer, g in grads:
-        layer.eps = {n: t * factor.to(t.dtype).reshape(-1, *([1] * (t.ndim - 1))) for n, t in g.items()}
-    del grads, ds
+    for layer in live:
+        layer.scale(factor)
     rng.replay()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_batchnorm_frozen(hooks.layers))
@@ -466,7 +509,7 @@ def _group(
         with autocast(x.device):
             out_at = upcast(model(x))
     for layer in hooks.layers:
-        layer.eps = {}
+        layer.eps, layer.ghost = {}, None
     if descent == "loss":
         per_example_loss(out_at, y).sum().div(batch).backward()
     elif descent == "jsam":
