@@ -18,6 +18,7 @@ Shared mechanics, done once here:
   then restore them *by copy* (subtracting ``eps`` drifts in low precision) together with
   every buffer (BatchNorm running statistics are untouched by the perturbed pass); the
   save, move and restore are multi-tensor ``torch._foreach_*`` operations.
+* :func:`ascent`, :func:`scaled`: ε = ρ d/‖d‖ (multi-tensor).
 * :func:`descend_at`: the second pass of every two-pass method, at w + ε.
 * :func:`upcast`, :func:`acc_dtype`: the precision rules; :func:`check_rho`,
   :func:`check_m`, :func:`check_chunk_size`, :func:`check_engine`: the shared field checks.
@@ -47,6 +48,7 @@ __all__ = [
     "RngReplay",
     "StepInfo",
     "acc_dtype",
+    "ascent",
     "autocast",
     "check_chunk_size",
     "check_engine",
@@ -56,6 +58,7 @@ __all__ = [
     "first_pass",
     "grad_norm",
     "perturbed",
+    "scaled",
     "trainable",
     "upcast",
 ]
@@ -102,6 +105,24 @@ def grad_norm(tensors: Sequence[torch.Tensor | None], batched: bool = False) -> 
         sq = torch.stack([t.to(dtype).flatten(1).square().sum(1) for t in present]).sum(0)
         return sq.sqrt()
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present, 2, dtype=dtype)))
+
+
+def scaled(tensors: Sequence[torch.Tensor | None], factor: torch.Tensor) -> list[torch.Tensor | None]:
+    """``factor · t`` for every tensor (``None`` stays ``None``; each keeps its dtype), in one
+    multi-tensor ``torch._foreach_mul``; ``factor`` is a 0-d tensor."""
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    index = [i for i, t in enumerate(tensors) if t is not None]
+    if index:
+        present = [tensors[i] for i in index]
+        for i, t in zip(index, torch._foreach_mul(present, factor.to(present[0].device))):
+            out[i] = t
+    return out
+
+
+def ascent(tensors: Sequence[torch.Tensor | None], rho: float) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+    """ε = ρ d/‖d‖ for the direction ``tensors`` (``None`` entries skipped) and ‖d‖; d = 0 gives ε = 0."""
+    norm = grad_norm(tensors)
+    return scaled(tensors, rho / (norm + EPS)), norm
 
 
 @contextlib.contextmanager

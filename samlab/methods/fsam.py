@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from samlab.methods.base import EPS, Method, RngReplay, StepInfo, acc_dtype, check_rho, descend_at, first_pass, grad_norm, trainable
+from samlab.methods.base import Method, RngReplay, StepInfo, acc_dtype, ascent, check_rho, descend_at, first_pass, grad_norm, trainable
 from samlab.methods.registry import register
 
 __all__ = ["FSAM"]
@@ -109,9 +109,7 @@ class FSAM(Method):
         grads = [p.grad for p in trainable(model)]
         norm = grad_norm(grads)
         d, cos = self.direction(grads)
-        d_norm = grad_norm(d)
-        scale = self.rho / (d_norm + EPS)
-        eps = [None if t is None else t * scale.to(t.device) for t in d]
+        eps, d_norm = ascent(d, self.rho)
         descend_at(model, x, y, eps, rng)
         return StepInfo(
             logits=logits, losses=losses, grad_norm=float(norm), extras={"cos_g_ema": cos, "d_norm": float(d_norm)}

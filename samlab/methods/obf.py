@@ -65,10 +65,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from samlab.losses import per_example_loss
 from samlab.methods.base import (
-    EPS,
     Method,
     RngReplay,
     StepInfo,
+    ascent,
     autocast,
     check_engine,
     check_m,
@@ -153,10 +153,10 @@ class OBF(Method):
         return self._loop(model, x, y, m)
 
     def _exact(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, m: int) -> StepInfo:
-        def ascent(z: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+        def objective(z: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
             return (ascent_logit_grad(z, yc, self.gamma)[0] * z).sum(1)
 
-        r = exact_step(model, x, y, m=m, rho=self.rho, ascent=ascent)
+        r = exact_step(model, x, y, m=m, rho=self.rho, ascent=objective)
         return StepInfo(
             logits=r.logits,
             losses=r.losses,
@@ -181,11 +181,8 @@ class OBF(Method):
                 z = model(xc)
             z = upcast(z)
             v, alpha = ascent_logit_grad(z, yc, self.gamma)
-            (v * z).sum().div(m).backward()  # a = ∇_w mean_i v_i·z_i
-            ascent = [p.grad for p in params]
-            a_norm = grad_norm(ascent)
-            scale = self.rho / (a_norm + EPS)
-            eps = [None if t is None else t * scale.to(t.device) for t in ascent]
+            (v * z).sum().div(m).backward()
+            eps, a_norm = ascent([p.grad for p in params], self.rho)  # a = ∇_w mean_i v_i·z_i
             descend_at(model, xc, yc, eps, rng)
             for i, p in enumerate(params):
                 if p.grad is not None:

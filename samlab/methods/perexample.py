@@ -53,7 +53,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from samlab.losses import per_example_loss, signed_labels
-from samlab.methods.base import EPS, RngReplay, autocast, grad_norm, upcast
+from samlab.methods.base import EPS, RngReplay, autocast, grad_norm, scaled, upcast
 
 __all__ = [
     "FirstPass",
@@ -131,21 +131,29 @@ def perturbation(
     """
     if len(grads) != len(weights):
         raise ValueError(f"need one gradient per weight, got {len(grads)} gradients for {len(weights)} weights")
-    if adaptive:
-        scales = [(w.detach().abs() + eta).to(g.dtype) if g is not None else None for g, w in zip(grads, weights)]
-        tg = [None if g is None else g * t for g, t in zip(grads, scales)]
-        direction = [None if g is None else g * t for g, t in zip(tg, scales)]
-    else:
-        tg = direction = list(grads)
+    present = [i for i, g in enumerate(grads) if g is not None]
+    tg: list[torch.Tensor | None] = list(grads)
+    direction: list[torch.Tensor | None] = list(grads)
+    if adaptive and present:
+        g = [grads[i] for i in present]
+        scales = torch._foreach_add(torch._foreach_abs([weights[i].detach().to(grads[i].dtype) for i in present]), eta)
+        if batched:
+            scales = [s.unsqueeze(0) for s in scales]
+        t1 = torch._foreach_mul(g, scales)
+        t2 = torch._foreach_mul(t1, scales)
+        for i, a, b in zip(present, t1, t2):
+            tg[i], direction[i] = a, b
     norm = grad_norm(tg, batched=batched)
     factor = rho / (norm + EPS)
+    if not batched:
+        return scaled(direction, factor)
     out: list[torch.Tensor | None] = []
     for d in direction:
         if d is None:
             out.append(None)
             continue
         f = factor.to(device=d.device, dtype=d.dtype)
-        out.append(d * (f.reshape(-1, *([1] * (d.ndim - 1))) if batched else f))
+        out.append(d * f.reshape(-1, *([1] * (d.ndim - 1))))
     return out
 
 
