@@ -391,3 +391,45 @@ def test_engine_field_checked_and_round_trips(name: str, kwargs: dict) -> None:
     assert again.config()["engine"] == other
     saner = methods.get("saner", inner=methods.get(name, engine="exact", **kwargs))
     assert methods.get(saner.config()).config() == saner.config()
+
+
+# ----------------------------------------------------------------------------- base helpers (multi-tensor)
+
+
+def test_grad_norm_keeps_float64_and_accumulates_low_precision_in_fp32() -> None:
+    from samlab.methods.base import grad_norm
+
+    third = torch.tensor([1.0 / 3.0], dtype=torch.float64)
+    assert grad_norm([None, third]).dtype == torch.float64
+    assert float(grad_norm([None, third])) == 1.0 / 3.0  # fp32 would give 0.3333333432674408
+    half = [torch.full((300,), 1.0, dtype=torch.bfloat16), None, torch.ones(4)]
+    assert grad_norm(half).dtype == torch.float32
+    assert float(grad_norm(half)) == pytest.approx(304**0.5, rel=1e-7)
+    batched = grad_norm([torch.ones(3, 4, dtype=torch.float64), None, torch.ones(3, 5, dtype=torch.float64)], batched=True)
+    torch.testing.assert_close(batched, torch.full((3,), 3.0, dtype=torch.float64), atol=0, rtol=0)
+
+
+def test_fsam_ascent_norm_keeps_float64() -> None:
+    model, shape = _make("mlp")
+    model = model.double()
+    x, y = _batch(shape)
+    info = methods.get("fsam", rho=RHO).gradient(copy.deepcopy(model), x, y)
+    g = _grads(model, per_example_loss(model(x), y).mean())
+    assert info.extras["d_norm"] == pytest.approx(float(torch.sqrt(sum((t**2).sum() for t in g))), rel=1e-14)
+
+
+def test_perturbed_restores_weights_and_buffers_exactly() -> None:
+    from samlab.methods.base import perturbed
+
+    model, shape = _make("cnn-bn")
+    x, _ = _batch(shape, dtype=torch.float32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    eps = [None if i % 3 == 0 else torch.full_like(p, 0.1) for i, p in enumerate(model.parameters())]
+    with perturbed(model, eps):
+        first = next(iter(model.parameters()))
+        assert torch.equal(first, before["body.0.weight"])  # a None entry does not move
+        moved = list(model.parameters())[1]
+        torch.testing.assert_close(moved, before["body.1.weight"] + 0.1)
+        model(x)  # updates the running statistics inside the block
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
