@@ -14,9 +14,34 @@ Methods: every name in :func:`samlab.methods.names`, with the per-example and wr
 variants configured explicitly (:data:`VARIANTS`: ``1-sam`` = ``sam(m=1)``, ``jsam-1`` =
 ``jsam(per_example=True)``, ``saner(fsam)``, ...). A variant whose method is not
 registered, or whose hyperparameters the registered class does not accept, is skipped
-with a note. Models: ``small-cnn-gn`` and ``small-cnn-bn`` on any device, ``resnet18``
-(BatchNorm) and ``resnet18-gn`` (GroupNorm, notebook 04's model) added by default when
-CUDA is available, ``mlp`` (tiny, for tests).
+with a note. Every per-example method is timed with both engines: ``1-sam``, ``jsam-1``,
+``lsam-1``, ``saner(1-sam)`` with the exact engine (the default, ``engine="auto"``,
+:mod:`samlab.methods.exact`) and ``1-sam[vmap]``, ... with torch.func's; ``obf`` (exact)
+beside ``obf[loop]`` (its per-chunk loop; with training-mode BatchNorm both run the loop).
+Models: ``small-cnn-gn`` and ``small-cnn-bn`` on any device, ``resnet18`` (BatchNorm) and
+``resnet18-gn`` (GroupNorm, notebook 04's model) added by default when CUDA is available,
+``mlp`` (tiny, for tests), ``mlp-mnist`` (notebook 03's mnist run: one hidden layer of
+128, 1×28×28 inputs). After the timed rounds each method takes one more step whose peak
+memory is recorded (``peak_mb``: CUDA's ``max_memory_allocated`` above what was
+allocated before; on a Linux CPU the rise of the resident-set high-water mark, coarser).
+
+FLOP and memory model of the GPU case (to be measured; no GPU this session). Per conv
+layer with I = C_in·k² inputs per patch, O = C_out, L output positions, batch B, let
+F = 2·B·L·I·O be its forward FLOPs; SGD costs ≈ 3F (forward, input and weight
+gradients), whole-batch SAM ≈ 6F. The exact engine's 1-SAM: forward F; output gradients
+only, ≈ F; then per layer either the per-example gradients G_i = D_i U_iᵀ (F) and the
+added term c_i G_i U'_i in the second forward (F) and its input gradient in the second
+backward (F), or, where R(I + O) < I·O with R = L rows per example (the deep layers:
+ResNet-18's stages 3–4 at 32×32), the ghost form whose Gram products cost
+≈ 6·B·L²(I + O) ≪ F; plus the second forward and backward (3F). So ≈ 8F (≈ 2.7× SGD) on
+materialised layers and ≈ 5F (≈ 1.7×) on ghost layers, with im2col traffic (k²× the
+layer's input, twice, plus col2im) on top; the vmap engine does similar FLOPs but as
+grouped convolutions with B groups, which run far below peak (21× SGD measured on an
+H100). Memory beyond SAM's two passes: B × (parameters of the materialised layers) for
+G and again for ε (ResNet-18 width 64: ≈ 0.7M such parameters, ≈ 0.7 GB in fp32 at
+B = 128), the unfolded inputs of the ghost layers until the second pass (≈ 0.3 GB), and
+B·L² Gram entries — against B × all 11M parameters (≈ 5.6 GB per copy) for vmap.
+``chunk_size`` bounds both engines by processing the batch in groups.
 
 Output: a table per model, then one JSON line per model
 ``{"device", "model", "batch", "ms_per_step", "ratio_to_sgd", "targets", "skipped"}``;
@@ -91,21 +116,32 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sgd": ("sgd", {}),
     "sam": ("sam", {"rho": 0.05}),
     "1-sam": ("sam", {"rho": 0.05, "m": 1}),
+    "1-sam[vmap]": ("sam", {"rho": 0.05, "m": 1, "engine": "vmap"}),
     "asam": ("sam", {"rho": 0.5, "adaptive": True}),
     "lsam": ("lsam", {"rho": 0.05}),
     "lsam-1": ("lsam", {"rho": 0.05, "per_example": True}),
+    "lsam-1[vmap]": ("lsam", {"rho": 0.05, "per_example": True, "engine": "vmap"}),
     "jsam": ("jsam", {"rho": 0.05}),
     "jsam-1": ("jsam", {"rho": 0.05, "per_example": True}),
+    "jsam-1[vmap]": ("jsam", {"rho": 0.05, "per_example": True, "engine": "vmap"}),
     "fsam": ("fsam", {}),
     "obf": ("obf", {}),
+    "obf[loop]": ("obf", {"engine": "loop"}),
     "saner(sam)": ("saner", {"inner": {"method": "sam", "rho": 0.1}}),
+    "saner(1-sam)": ("saner", {"inner": {"method": "sam", "rho": 0.1, "m": 1}}),
+    "saner(1-sam)[vmap]": ("saner", {"inner": {"method": "sam", "rho": 0.1, "m": 1, "engine": "vmap"}}),
     "saner(fsam)": ("saner", {"inner": {"method": "fsam"}}),
     "regsgd": ("regsgd", {}),
     "regsgd-weighted": ("regsgd", {"weighted": True}),
 }
 
 def _shape(name: str, cfg: dict[str, Any]) -> tuple[Any, ...]:
-    """What decides a method's cost per step: its name and structural options, not its coefficients."""
+    """What decides a method's cost per step: its name and structural options, not its coefficients.
+
+    The engine counts: "vmap" (per-example methods) and "loop" (OBF) are the older engines;
+    "auto", "exact" or no field, the exact engine (configs written before the engine field
+    existed ran the older engines: their costs are the ``[vmap]``/``[loop]`` variants').
+    A wrapper's inner method counts by its own shape."""
     inner = cfg.get("inner")
     return (
         name,
@@ -113,8 +149,8 @@ def _shape(name: str, cfg: dict[str, Any]) -> tuple[Any, ...]:
         bool(cfg.get("adaptive")),
         bool(cfg.get("per_example")),
         bool(cfg.get("weighted")),
-        inner.get("method") if isinstance(inner, dict) else None,
-        cfg.get("engine") == "vmap",
+        _shape(inner["method"], inner) if isinstance(inner, dict) and "method" in inner else None,
+        cfg.get("engine") in ("vmap", "loop"),
     )
 
 
@@ -150,9 +186,12 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet18": ("resnet18", {"norm": "bn"}),
     "resnet18-gn": ("resnet18", {"norm": "gn"}),  # notebook 04's model
     "mlp": ("mlp", {"hidden": 64, "depth": 2}),
+    "mlp-mnist": ("mlp", {"hidden": 128, "depth": 1}),  # notebook 03's mnist run (logit-jacobian-mnist-50)
 }
 
 INPUT_SHAPE = (3, 32, 32)
+#: models whose input is not CIFAR-shaped
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {"mlp-mnist": (1, 28, 28)}
 NUM_CLASSES = 10
 
 
@@ -201,6 +240,40 @@ def _where(device: torch.device) -> str:
     return f"{hardware.describe(device)}, load average {os.getloadavg()[0]:.1f}"
 
 
+def _rss_kb(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of this process in kB (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_mb(fn: Any, device: torch.device) -> float | None:
+    """Peak memory that ``fn()`` adds, in MB: on CUDA ``torch.cuda.max_memory_allocated``
+    above what was allocated before; on a Linux CPU the resident-set high-water mark
+    (``VmHWM``, reset through ``/proc/self/clear_refs``) above the resident set before
+    (the allocator may keep freed memory resident, so this is a lower bound of the
+    working set, coarser than on CUDA); None where neither is available."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    before = _rss_kb("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        before = None
+    fn()
+    peak = _rss_kb("VmHWM")
+    return None if before is None or peak is None else max(0, peak - before) / 1024
+
+
 class _Runner:
     """One method on its own copy of the model, with its own base optimiser."""
 
@@ -238,9 +311,10 @@ def bench_model(
     """
     device = torch.device(device)
     name, options = MODELS[model_key]
-    model = build(name, INPUT_SHAPE, NUM_CLASSES, seed=seed, **options).to(device)
+    shape = INPUT_SHAPES.get(model_key, INPUT_SHAPE)
+    model = build(name, shape, NUM_CLASSES, seed=seed, **options).to(device)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *INPUT_SHAPE, generator=gen).to(device)
+    x = torch.randn(batch, *shape, generator=gen).to(device)
     y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen).to(device)
     runners = {label: _Runner(method, model, seed) for label, method in methods_by_label.items()}
     failed: dict[str, str] = {}
@@ -253,6 +327,11 @@ def bench_model(
             except Exception as exc:  # a method that cannot run on this model is reported, not fatal
                 failed[label] = f"failed: {type(exc).__name__}: {exc}"
     ms = {k: 1000.0 * statistics.median(r.times) for k, r in runners.items() if k not in failed and r.times}
+    peak: dict[str, float] = {}
+    for label in ms:  # one more, untimed step each, for its peak memory
+        mb = peak_memory_mb(lambda r=runners[label]: r.step(x, y, timed=False), device)
+        if mb is not None:
+            peak[label] = round(mb, 1)
     base = ms.get("sgd")
     ratio = {k: v / base for k, v in ms.items()} if base else {}
     targets = {}
@@ -265,6 +344,7 @@ def bench_model(
         "batch": batch,
         "ms_per_step": {k: round(v, 2) for k, v in ms.items()},
         "ratio_to_sgd": {k: round(v, 3) for k, v in ratio.items()},  # empty if SGD failed
+        "peak_mb": peak,
         "targets": targets,
         "skipped": failed,
         "configs": {k: str(m) for k, m in methods_by_label.items() if k in ms},
@@ -273,14 +353,15 @@ def bench_model(
 
 def _table(record: dict[str, Any]) -> str:
     lines = [f"== {record['model']} on {record['device']}, batch {record['batch']} =="]
-    lines.append(f"{'method':<18} {'ms/step':>9} {'x SGD':>7}  {'goal':<12} config")
+    lines.append(f"{'method':<18} {'ms/step':>9} {'x SGD':>7} {'peak MB':>8}  {'goal':<12} config")
     for label, v in record["ms_per_step"].items():
         goal = ""
         if label in record["targets"]:
             t = record["targets"][label]
             goal = f"<= {t['max']:g} {'ok' if t['met'] else 'MISSED'}"
         r = record["ratio_to_sgd"].get(label, float("nan"))
-        lines.append(f"{label:<18} {v:>9.1f} {r:>7.2f}  {goal:<12} {record['configs'].get(label, '')}")
+        mb = record.get("peak_mb", {}).get(label, float("nan"))
+        lines.append(f"{label:<18} {v:>9.1f} {r:>7.2f} {mb:>8.1f}  {goal:<12} {record['configs'].get(label, '')}")
     for label, why in record["skipped"].items():
         lines.append(f"{label:<18} skipped: {why}")
     return "\n".join(lines)
@@ -535,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(flush=True)
         records.append(rec)
     lines = [
-        {k: rec[k] for k in ("device", "model", "batch", "ms_per_step", "ratio_to_sgd", "targets", "skipped")}
+        {k: rec[k] for k in ("device", "model", "batch", "ms_per_step", "ratio_to_sgd", "peak_mb", "targets", "skipped")}
         for rec in records
     ]
     if args.out:

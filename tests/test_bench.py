@@ -125,3 +125,16 @@ def test_variant_of_by_hand():
     assert bench.variant_of({"method": "sam", "rho": 0.01, "m": 4}) == "sam"  # m-SAM has no variant of its own
     assert bench.variant_of({"method": "obf", "m": 64}) == "obf"
     assert bench.variant_of({"method": "nothing"}) is None
+
+
+def test_engine_variants_and_the_mnist_mlp(capsys):
+    assert bench.variant_of({"method": "sam", "m": 1, "engine": "vmap"}) == "1-sam[vmap]"
+    assert bench.variant_of({"method": "sam", "m": 1, "engine": "exact"}) == "1-sam"
+    assert bench.variant_of({"method": "jsam", "per_example": True, "engine": "vmap"}) == "jsam-1[vmap]"
+    assert bench.variant_of({"method": "saner", "inner": {"method": "sam", "m": 1}}) == "saner(1-sam)"
+    assert bench.variant_of({"method": "obf", "m": 64, "engine": "loop"}) == "obf[loop]"
+    args = ["--models", "mlp-mnist", "--repeats", "1", "--warmup", "0", "--batch", "4", "--methods", "1-sam,1-sam[vmap]"]
+    assert bench.main(args) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["model"] == "mlp-mnist" and set(record["ms_per_step"]) == {"sgd", "1-sam", "1-sam[vmap]"}
+    assert set(record["peak_mb"]) == set(record["ms_per_step"]) and all(v >= 0 for v in record["peak_mb"].values())

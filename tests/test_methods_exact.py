@@ -129,12 +129,12 @@ class _NoBias(nn.Module):
 
 
 class _Tokens(nn.Module):
-    """A Linear applied to a sequence (rows per example) and a BatchNorm1d on (B, C)."""
+    """A Linear applied to a sequence (rows per example) and a norm on (B, C) (BatchNorm1d)."""
 
-    def __init__(self) -> None:
+    def __init__(self, norm: type[nn.Module] = nn.BatchNorm1d) -> None:
         super().__init__()
         self.fc = nn.Linear(6, 8)
-        self.bn = nn.BatchNorm1d(8)
+        self.bn = norm(8)
         self.head = nn.Linear(8, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -272,41 +272,8 @@ def test_obf_auto_keeps_the_loop_with_training_batchnorm() -> None:
         methods.get("obf", m=2, engine="exact").gradient(copy.deepcopy(model), x, y)
 
 
-# ----------------------------------------------------------------------------- dropout
-
-
-class _DropNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1, self.drop, self.fc2 = nn.Linear(12, 32), nn.Dropout(0.5), nn.Linear(32, 5)
-        self.mask: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.fc1(x))
-        if self.mask is not None:  # reference: a recorded mask
-            return self.fc2(h * self.mask / (1 - self.drop.p))
-        return self.fc2(self.drop(h))
-
-
-@pytest.mark.parametrize("chunk_size", [None, 3])
-@pytest.mark.parametrize("name, kind", [("sam", "sam"), ("jsam", "jsam"), ("lsam", "lsam")])
-def test_dropout_each_example_keeps_the_whole_batch_mask(name: str, kind: str, chunk_size: int | None) -> None:
-    torch.manual_seed(0)
-    model = _DropNet().double()
-    x, y = _batch((12,), n=6, seed=3)
-    torch.manual_seed(123)
-    mask = (model.drop(torch.ones(6, 32, dtype=torch.float64)) != 0).to(torch.float64)
-    model.mask = mask
-    expected = []
-    for i in range(6):  # the reference loop, one example at a time with its recorded mask
-        model.mask = mask[i : i + 1]
-        expected.append(_reference(model, x[i : i + 1], y[i : i + 1], kind))
-    model.mask = None
-    expected = [sum(parts) / 6 for parts in zip(*expected)]
-    torch.manual_seed(123)
-    kwargs = {"m": 1} if name == "sam" else {"per_example": True}
-    got, _, _ = _run(methods.get(name, rho=RHO, chunk_size=chunk_size, engine="exact", **kwargs), model, x, y)
-    assert _rel(got, expected) <= 1e-10
+# dropout: tests/test_methods_perexample.py::test_dropout_each_example_keeps_the_whole_batch_mask
+# runs both engines against a loop with the recorded whole-batch mask.
 
 
 # ----------------------------------------------------------------------------- float32
@@ -332,28 +299,17 @@ def test_float32_agrees_with_float64_loop(model_name: str, name: str, kwargs: di
 # ----------------------------------------------------------------------------- engine selection
 
 
-class _WithLayerNorm(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(12, 8)
-        self.ln = nn.LayerNorm(8)
-        self.head = nn.Linear(8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.ln(self.fc(x))))
-
-
 @pytest.mark.parametrize(
     "make, layer",
     [
-        (_WithLayerNorm, r"ln \(LayerNorm\)"),
+        (lambda: _Tokens(nn.LayerNorm), r"bn \(LayerNorm\)"),
         (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 5)), r"0 \(Conv2d\)"),
     ],
 )
 def test_unsupported_layers_fall_back_with_a_note(make, layer: str) -> None:
     torch.manual_seed(0)
     model = make().double()
-    x = torch.randn(6, 12, dtype=torch.float64) if isinstance(model, _WithLayerNorm) else torch.randn(6, 2, 3, 3).double()
+    x = torch.randn(6, 12, dtype=torch.float64) if isinstance(model, _Tokens) else torch.randn(6, 2, 3, 3).double()
     y = torch.randint(0, 5, (6,))
     assert unsupported_layer(model) is not None
     with pytest.warns(UserWarning, match=layer):

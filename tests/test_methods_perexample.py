@@ -217,9 +217,10 @@ class _DropNet(nn.Module):
         return self.fc2(self.drop(h))
 
 
+@pytest.mark.parametrize("engine", ["exact", "vmap"])
 @pytest.mark.parametrize("chunk_size", [None, 3])
 @pytest.mark.parametrize("name, kind", [("sam", "sam"), ("jsam", "jsam"), ("lsam", "lsam")])
-def test_dropout_each_example_keeps_the_whole_batch_mask(name: str, kind: str, chunk_size: int | None) -> None:
+def test_dropout_each_example_keeps_the_whole_batch_mask(name: str, kind: str, chunk_size: int | None, engine: str) -> None:
     torch.manual_seed(0)
     model = _DropNet().double()
     g = torch.Generator().manual_seed(3)
@@ -240,7 +241,7 @@ def test_dropout_each_example_keeps_the_whole_batch_mask(name: str, kind: str, c
     expected = _loop(model, x, y, 0.2, kind, fixed)
     torch.manual_seed(123)
     kwargs = {"m": 1} if name == "sam" else {"per_example": True}
-    method = methods.get(name, rho=0.2, chunk_size=chunk_size, **kwargs)
+    method = methods.get(name, rho=0.2, chunk_size=chunk_size, engine=engine, **kwargs)
     _assert_close(_method_grads(method, model, x, y), expected)
 
 

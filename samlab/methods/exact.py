@@ -276,7 +276,7 @@ class _Layer:
             totals[n] = g.sum(0).reshape(p.shape)
             if adaptive:  # ε = ρ T² g/‖T g‖, T = |w| + η
                 g = g * (p.detach().abs() + eta).to(g.dtype).reshape(g.shape[1:])
-            sq = sq + g.flatten(1).to(dtype).square().sum(1)
+            sq = sq + torch.linalg.vector_norm(g.flatten(1), dim=1, dtype=dtype).square()
             if adaptive:
                 g = g * (p.detach().abs() + eta).to(g.dtype).reshape(g.shape[1:])
             self.direction[n] = g
@@ -303,12 +303,12 @@ class _Layer:
                 return out
             chunks = next(iter(e.values())).shape[0]
             per = normed.reshape(chunks, a.shape[0] // chunks, normed.shape[1], -1)
-            term = torch.zeros_like(per)
+            base = out.reshape(per.shape)
             if "weight" in e:
-                term = per * e["weight"][:, None, :, None]
+                base = base + per * e["weight"][:, None, :, None].to(per.dtype)
             if "bias" in e:
-                term = term + e["bias"][:, None, :, None]
-            return out + term.reshape(out.shape).to(out.dtype)
+                base = base + e["bias"][:, None, :, None].to(base.dtype)
+            return base.reshape(out.shape).to(out.dtype)
         if not e and self.ghost is None:
             return out
         chunks = self.ghost[0].shape[0] if self.ghost is not None else next(iter(e.values())).shape[0]
