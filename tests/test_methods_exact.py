@@ -198,6 +198,21 @@ def test_exact_equals_loop_and_vmap(model_name: str, name: str, kwargs: dict, ki
     assert abs(info_v.grad_norm - norm) <= 1e-10 * norm
 
 
+@pytest.mark.parametrize("model_name", ["cnn-bn", "resnet-gn", "no-bias"])
+@pytest.mark.parametrize("name, kwargs, kind, m", [("sam", {"m": 1}, "sam", 1), ("sam", {"m": 4}, "sam", 4), ("lsam", {"per_example": True}, "lsam", 1)])
+def test_conv_backends_agree(model_name: str, name: str, kwargs: dict, kind: str, m: int, monkeypatch) -> None:
+    """Materialised Conv2d layers by unfold + batched matmul (the GPU default) as well as by
+    grouped convolutions (the CPU default, covered above)."""
+    from samlab.methods import exact
+
+    monkeypatch.setattr(exact, "CONV_BACKEND", {})
+    model, shape = _make(model_name)
+    model = model.double()
+    x, y = _batch(shape)
+    got, _, _ = _run(methods.get(name, rho=RHO, engine="exact", **kwargs), model, x, y)
+    assert _rel(got, _reference(model, x, y, kind, m=m)) <= 1e-10
+
+
 def test_rho_zero_with_groupnorm_is_sgd() -> None:
     model, shape = _make("cnn-gn")
     model = model.double()
