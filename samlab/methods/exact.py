@@ -41,9 +41,22 @@ layer's input a, and the gradient D = ∂(Σ_i ℓ_i)/∂z of each layer's outpu
 
 The added term is computed the same way: a batched matmul of the unfolded perturbed input
 with c_i G_i (Conv2d), of the input rows with c_i G_iᵀ (Linear), x̂'_i ⊙ c_i G_γ,i + c_i G_β,i
-(norms). No grouped convolution, no per-example copy of the model: two ordinary batched
-forward passes, one backward for the layer-output gradients, one ordinary backward, plus
-per layer a few batched matmuls of the size of the layer's weight gradient per example.
+(norms). No per-example copy of the model and no vmap: two ordinary batched forward
+passes, one backward for the layer-output gradients, one ordinary backward, plus per
+layer a few batched matmuls of the size of the layer's weight gradient per example.
+
+Two cheaper forms of the same quantities, chosen per layer:
+
+* **Ghost form** (Linear and Conv2d weights, not with ASAM): with X_c the chunk's R input
+  rows (patches) and Y_c its output-gradient rows, G_c = Y_cᵀ X_c is never formed:
+  ‖G_c‖² = ⟨X_c X_cᵀ, Y_c Y_cᵀ⟩ and the added term X'_c G_cᵀ = (X'_c X_cᵀ) Y_c, which costs
+  O(R²(I + O)) instead of O(R·I·O): used where R(I + O) < I·O (an MLP at m = 1, R = 1;
+  convolutions on small feature maps).
+* **Grouped convolution** (materialised Conv2d on the CPU, :data:`CONV_BACKEND`): G_c is
+  the weight gradient, and the added term the output, of one convolution whose groups
+  are the chunks (examples side by side as channel groups) — the same numbers as unfold +
+  batched matmul, faster with mkldnn. On CUDA unfold + batched matmul is the default
+  (grouped convolutions with B groups are what slows the vmap engine there).
 
 **Chunks (m-SAM) and the other methods.** With chunks of m consecutive examples, G_c =
 Σ_{i∈c} G_i (rows of the chunk's examples concatenated: G_c = D_cᵀ A_c, D_c U_cᵀ) and ε_c =
