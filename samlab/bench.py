@@ -616,7 +616,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(flush=True)
         records.append(rec)
     lines = [
-        {k: rec[k] for k in ("device", "model", "batch", "ms_per_step", "ratio_to_sgd", "peak_mb", "targets", "skipped")}
+        {k: rec[k] for k in ("device", "model", "batch", "ms_per_step", "ratio_to_sgd", "peak_mb", "targets",
+                             "skipped")}
         for rec in records
     ]
     if args.out:

@@ -177,7 +177,9 @@ CASES = [
 
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("name, kwargs, kind, m, adaptive", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
-def test_exact_equals_loop_and_vmap(model_name: str, name: str, kwargs: dict, kind: str, m: int, adaptive: bool) -> None:
+def test_exact_equals_loop_and_vmap(
+    model_name: str, name: str, kwargs: dict, kind: str, m: int, adaptive: bool
+) -> None:
     model, shape = _make(model_name)
     model = model.double()
     x, y = _batch(shape)
@@ -199,7 +201,10 @@ def test_exact_equals_loop_and_vmap(model_name: str, name: str, kwargs: dict, ki
 
 
 @pytest.mark.parametrize("model_name", ["cnn-bn", "resnet-gn", "no-bias"])
-@pytest.mark.parametrize("name, kwargs, kind, m", [("sam", {"m": 1}, "sam", 1), ("sam", {"m": 4}, "sam", 4), ("lsam", {"per_example": True}, "lsam", 1)])
+@pytest.mark.parametrize(
+    "name, kwargs, kind, m",
+    [("sam", {"m": 1}, "sam", 1), ("sam", {"m": 4}, "sam", 4), ("lsam", {"per_example": True}, "lsam", 1)],
+)
 def test_conv_backends_agree(model_name: str, name: str, kwargs: dict, kind: str, m: int, monkeypatch) -> None:
     """Materialised Conv2d layers by unfold + batched matmul (the GPU default) as well as by
     grouped convolutions (the CPU default, covered above)."""
@@ -376,7 +381,8 @@ def test_grad_norm_keeps_float64_and_accumulates_low_precision_in_fp32() -> None
     half = [torch.full((300,), 1.0, dtype=torch.bfloat16), None, torch.ones(4)]
     assert grad_norm(half).dtype == torch.float32
     assert float(grad_norm(half)) == pytest.approx(304**0.5, rel=1e-7)
-    batched = grad_norm([torch.ones(3, 4, dtype=torch.float64), None, torch.ones(3, 5, dtype=torch.float64)], batched=True)
+    two = [torch.ones(3, 4, dtype=torch.float64), None, torch.ones(3, 5, dtype=torch.float64)]
+    batched = grad_norm(two, batched=True)
     torch.testing.assert_close(batched, torch.full((3,), 3.0, dtype=torch.float64), atol=0, rtol=0)
 
 

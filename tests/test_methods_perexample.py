@@ -220,7 +220,9 @@ class _DropNet(nn.Module):
 @pytest.mark.parametrize("engine", ["exact", "vmap"])
 @pytest.mark.parametrize("chunk_size", [None, 3])
 @pytest.mark.parametrize("name, kind", [("sam", "sam"), ("jsam", "jsam"), ("lsam", "lsam")])
-def test_dropout_each_example_keeps_the_whole_batch_mask(name: str, kind: str, chunk_size: int | None, engine: str) -> None:
+def test_dropout_each_example_keeps_the_whole_batch_mask(
+    name: str, kind: str, chunk_size: int | None, engine: str
+) -> None:
     torch.manual_seed(0)
     model = _DropNet().double()
     g = torch.Generator().manual_seed(3)

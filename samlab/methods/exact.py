@@ -104,7 +104,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from samlab.losses import per_example_loss
 from samlab.methods.base import EPS, RngReplay, acc_dtype, autocast, check_engine, upcast
-from samlab.methods.perexample import batch_statistics, check_chunks, logit_grad
+from samlab.methods.perexample import batch_statistics, check_chunks, input_statistics, logit_grad
 
 __all__ = ["DESCENTS", "ExactResult", "exact_step", "select_engine", "unsupported_layer"]
 
@@ -177,13 +177,15 @@ def _chunk_channels(t: torch.Tensor, chunks: int) -> torch.Tensor:
     b, ch = t.shape[:2]
     if b == chunks:
         return t.reshape(1, b * ch, *t.shape[2:])
-    return t.reshape(chunks, b // chunks, ch, *t.shape[2:]).transpose(0, 1).reshape(b // chunks, chunks * ch, *t.shape[2:])
+    grouped = t.reshape(chunks, b // chunks, ch, *t.shape[2:]).transpose(0, 1)
+    return grouped.reshape(b // chunks, chunks * ch, *t.shape[2:])
 
 
 def _unchunk_channels(t: torch.Tensor, chunks: int) -> torch.Tensor:
     """Inverse of :func:`_chunk_channels`: ``(m, C·O, H, W)`` -> ``(B, O, H, W)``."""
     m, co = t.shape[:2]
-    return t.reshape(m, chunks, co // chunks, *t.shape[2:]).transpose(0, 1).reshape(m * chunks, co // chunks, *t.shape[2:])
+    per_example = t.reshape(m, chunks, co // chunks, *t.shape[2:]).transpose(0, 1)
+    return per_example.reshape(m * chunks, co // chunks, *t.shape[2:])
 
 
 def _unchunk_columns(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -215,11 +217,6 @@ class _Layer:
         self.calls = 0
 
     # --- normalisation
-    def capture_statistics(self, a: torch.Tensor) -> None:
-        x = upcast(a.detach())
-        dims = [0, *range(2, x.ndim)]
-        self.stats = (x.mean(dims), x.var(dims, unbiased=False))
-
     def normalise(self, a: torch.Tensor) -> torch.Tensor:
         """x̂(a): GroupNorm per example, BatchNorm with the fixed (or running) statistics."""
         m = self.module
@@ -246,7 +243,7 @@ class _Layer:
         replaced = None
         if self.kind == "norm":
             if self.batch_mode and self.stats is None:
-                self.capture_statistics(a)
+                self.stats = input_statistics(a)
             self.normed = self.normalise(a.detach())
             if self.batch_mode:  # the statistics held fixed, not differentiated through
                 replaced = self.affine(self.normalise(a)).to(out.dtype)
@@ -317,7 +314,7 @@ class _Layer:
             elif "weight" in names:
                 self.direction["weight"] = torch.bmm(self.out_rows(d, chunks).transpose(1, 2), self.rows(a, chunks))
             if "bias" in names:
-                self.direction["bias"] = (_chunk_rows(d, chunks) if self.kind == "linear" else _chunk_columns(d.flatten(2), chunks).transpose(1, 2)).sum(1)
+                self.direction["bias"] = self.out_rows(d, chunks).sum(1)
         for n, p in self.params:
             if n not in self.direction:
                 continue
@@ -410,7 +407,8 @@ class _Hooks:
         self.layers = [
             _Layer(n, mod)
             for n, mod in model.named_modules()
-            if _kind(mod) is not None and (any(p.requires_grad for p in mod.parameters(recurse=False)) or isinstance(mod, _BatchNorm))
+            if _kind(mod) is not None
+            and (any(p.requires_grad for p in mod.parameters(recurse=False)) or isinstance(mod, _BatchNorm))
         ]
         self.phase = "off"
         self.handles: list = []
@@ -516,7 +514,9 @@ def exact_step(
                 stack.enter_context(_batchnorm_frozen(hooks.layers))
             for start in range(0, chunks, step):
                 sl = slice(start * m, min(chunks, start + step) * m)
-                z, loss, sq = _group(hooks, model, x[sl], y[sl], x.shape[0], m, rho, descent, ascent, adaptive, eta, total)
+                z, loss, sq = _group(
+                    hooks, model, x[sl], y[sl], x.shape[0], m, rho, descent, ascent, adaptive, eta, total
+                )
                 logits.append(z)
                 losses.append(loss)
                 norms.append(sq)
@@ -549,7 +549,8 @@ def _group(
     loss = per_example_loss(z, y)
     objective = (loss if ascent is None else ascent(z, y)).sum()
     live = [layer for layer in hooks.layers if layer.params and layer.output is not None and layer.output.requires_grad]
-    ds = torch.autograd.grad(objective, [layer.output for layer in live], retain_graph=descent == "lsam", allow_unused=True)
+    outputs = [layer.output for layer in live]
+    ds = torch.autograd.grad(objective, outputs, retain_graph=descent == "lsam", allow_unused=True)
     sq = torch.zeros(chunks, dtype=acc_dtype(z), device=x.device)
     for layer, d in zip(live, ds):
         part, totals = layer.first_grads(d, chunks, adaptive, eta)

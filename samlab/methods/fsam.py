@@ -32,7 +32,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from samlab.methods.base import Method, RngReplay, StepInfo, acc_dtype, ascent, check_rho, descend_at, first_pass, grad_norm, trainable
+from samlab.methods.base import (
+    Method,
+    RngReplay,
+    StepInfo,
+    acc_dtype,
+    ascent,
+    check_rho,
+    descend_at,
+    first_pass,
+    grad_norm,
+    trainable,
+)
 from samlab.methods.registry import register
 
 __all__ = ["FSAM"]

@@ -158,7 +158,9 @@ class JSAM(_Decomposed):
 
     _vmap = (_jsam_second, _jsam_combine)
 
-    def _descend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay) -> None:
+    def _descend(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay
+    ) -> None:
         s = logit_grad(first[0], y) / x.shape[0]
         descend_at(model, x, y, eps, rng, objective=lambda z: (z * s).sum())
 
@@ -173,7 +175,9 @@ class LSAM(_Decomposed):
     retain_first_graph = True  # the final backward of Σ sg(s_i(w + ε))·z_i(w) reuses it
     _vmap = (_lsam_second, _lsam_combine)
 
-    def _descend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay) -> None:
+    def _descend(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: tuple, eps: list, rng: RngReplay
+    ) -> None:
         logits, _, params, _ = first
         # The perturbed forward goes through functional_call on w + ε (new tensors), so the
         # weights saved in the retained graph are never modified in place; BatchNorm

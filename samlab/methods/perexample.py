@@ -67,6 +67,7 @@ __all__ = [
     "check_chunks",
     "fixed_statistics",
     "forward_losses",
+    "input_statistics",
     "logit_grad",
     "perturbation",
     "perturbed_chunks",
@@ -157,11 +158,17 @@ def perturbation(
     return out
 
 
+def input_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BatchNorm input's batch mean and *biased* variance per channel (dimension 1), in at
+    least fp32: the statistics samlab's per-example definition holds fixed."""
+    x = upcast(x.detach())
+    dims = [0, *range(2, x.ndim)]
+    return x.mean(dims), x.var(dims, unbiased=False)
+
+
 def _capture(store: dict[str, tuple[torch.Tensor, torch.Tensor]], name: str):
     def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-        x = upcast(args[0].detach())
-        dims = [0, *range(2, x.ndim)]
-        store[name] = (x.mean(dims), x.var(dims, unbiased=False))
+        store[name] = input_statistics(args[0])
 
     return hook
 
