@@ -410,3 +410,17 @@ def test_perturbed_restores_weights_and_buffers_exactly() -> None:
         model(x)  # updates the running statistics inside the block
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_a_model_compiled_in_place_runs_eagerly_inside_the_engine() -> None:
+    """A compiled graph would not see the engine's hooks (it returned the unperturbed
+    gradient); the engine runs such a model eagerly, and leaves it compiled."""
+    model, shape = _make("cnn-gn")
+    model = model.double()
+    x, y = _batch(shape)
+    expected = _reference(model, x, y, "sam")
+    model.compile()
+    impl = model._compiled_call_impl
+    methods.get("sam", rho=RHO, m=1, engine="exact").gradient(model, x, y)  # not a copy: a copy is not compiled
+    assert _rel([p.grad for p in model.parameters()], expected) <= 1e-10
+    assert model._compiled_call_impl is impl

@@ -84,7 +84,8 @@ that owns a trainable parameter (LayerNorm, an embedding, a custom layer), a par
 shared by two modules, or a supported layer called twice in one forward is refused
 (``engine="exact"``) or handed to the vmap engine (``engine="auto"``, with a warning
 naming the layer; a layer called twice is only detected during the step and raises). The
-model must use its parameters only through these modules' forward passes.
+model must use its parameters only through these modules' forward passes. A model compiled
+in place (``model.compile()``, ``FitConfig(compile=True)``) runs eagerly inside the engine.
 
 Precision: G, norms and added terms are computed in at least fp32 (float64 models stay
 float64); under CUDA autocast the added term is cast to the layer output's dtype.
@@ -445,6 +446,22 @@ class _Hooks:
 
 
 @contextlib.contextmanager
+def _eager(model: nn.Module) -> Iterator[None]:
+    """Modules compiled in place (``module.compile()``) run eagerly within the block: a
+    compiled graph does not see the hooks this engine adds and removes at every step
+    (it silently returned the unperturbed gradient in our check)."""
+    compiled = [m for m in model.modules() if m.__dict__.get("_compiled_call_impl") is not None]
+    saved = [m.__dict__["_compiled_call_impl"] for m in compiled]
+    try:
+        for m in compiled:
+            m._compiled_call_impl = None
+        yield
+    finally:
+        for m, impl in zip(compiled, saved):
+            m._compiled_call_impl = impl
+
+
+@contextlib.contextmanager
 def _batchnorm_frozen(layers: list[_Layer]) -> Iterator[None]:
     """BatchNorm modules in eval mode (running statistics untouched); training flags restored."""
     bns = [layer.module for layer in layers if isinstance(layer.module, _BatchNorm) and layer.module.training]
@@ -500,7 +517,7 @@ def exact_step(
         p.grad = None
     logits, losses, norms = [], [], []
     total: dict[int, torch.Tensor] = {}
-    with _Hooks(model) as hooks:
+    with _eager(model), _Hooks(model) as hooks:
         grouped = step < chunks
         if grouped and any(layer.batch_mode for layer in hooks.layers):
             rng = RngReplay(x.device)
