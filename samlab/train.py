@@ -224,6 +224,12 @@ def evaluate(
     }
 
 
+def _without_engine(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A method config without its per-example ``engine`` (at any depth): the engine changes how
+    the gradient is computed, not what it is (tested to 1e-10 in float64), like ``compile``."""
+    return {k: _without_engine(v) if isinstance(v, dict) else v for k, v in cfg.items() if k != "engine"}
+
+
 def _fingerprint(model: nn.Module, method: Method, data: Dataset, config: FitConfig) -> dict[str, Any]:
     cfg = dataclasses.asdict(config)
     # how the computation runs, not what it computes: a run may resume under other values
@@ -234,7 +240,7 @@ def _fingerprint(model: nn.Module, method: Method, data: Dataset, config: FitCon
             {
                 "model": type(model).__name__,
                 "parameters": sum(p.numel() for p in model.parameters()),
-                "method": method.config(),
+                "method": _without_engine(method.config()),
                 "data": data.describe(),
                 "config": cfg,
             },
