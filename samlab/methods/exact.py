@@ -240,14 +240,18 @@ class _Layer:
                 f"the exact engine needs each parametrised layer called once per forward; {self.name} "
                 f"({type(self.module).__name__}) was called again: use engine='vmap'"
             )
-        self.input = a.detach()
+        self.input = a.detach() if self.params else None  # kept for the per-example gradients
         replaced = None
         if self.kind == "norm":
             if self.batch_mode and self.stats is None:
                 self.stats = input_statistics(a)
-            self.normed = self.normalise(a.detach())
+            scaled = any(n == "weight" for n, _ in self.params)  # G_γ needs x̂
             if self.batch_mode:  # the statistics held fixed, not differentiated through
-                replaced = self.affine(self.normalise(a)).to(out.dtype)
+                normed = self.normalise(a)
+                replaced = self.affine(normed).to(out.dtype)
+                self.normed = normed.detach() if scaled else None
+            elif scaled:
+                self.normed = self.normalise(a.detach())
         self.output = replaced if replaced is not None else out
         return replaced
 
