@@ -75,6 +75,9 @@ class StepInfo:
     losses: torch.Tensor  #: first-pass per-example losses at w
     grad_norm: float  #: norm of the first-pass (descent, for SGD) gradient
     extras: dict[str, float] = field(default_factory=dict)
+    #: ∇L_B(w), SGD's gradient, per trainable parameter, when the method computed it on the
+    #: way without leaving it in ``p.grad`` (the exact per-example engine); SANER reads it.
+    batch_grad: list[torch.Tensor | None] | None = None
 
     @property
     def loss(self) -> float:

@@ -486,6 +486,9 @@ class ExactResult:
     losses: torch.Tensor  #: first-pass per-example losses at w, ``(B,)``
     grad_norm: float  #: norm of the mean over examples of the first-pass objective's gradients
     chunk_norms: torch.Tensor  #: ‖G_c‖ per chunk of the first-pass objective (summed over the chunk)
+    #: ∇L_B(w) per trainable parameter (Σ_i G_i/B), when that is SGD's gradient: the loss is the
+    #: first-pass objective and no BatchNorm normalises with batch statistics; else None.
+    batch_grad: list[torch.Tensor | None] | None = None
 
 
 def exact_step(
@@ -544,7 +547,11 @@ def exact_step(
     params = [p for layer in hooks.layers for _, p in layer.params]
     grad = [total[id(p)] / x.shape[0] for p in params if id(p) in total]
     norm = torch.stack([g.square().sum() for g in grad]).sum().sqrt() if grad else torch.zeros(())
-    return ExactResult(torch.cat(logits), torch.cat(losses), float(norm), torch.cat(norms).sqrt())
+    batch_grad = None
+    if ascent is None and not any(layer.batch_mode for layer in hooks.layers):
+        mean = {id(p): (total[id(p)] / x.shape[0]).to(p.dtype) for p in params if id(p) in total}
+        batch_grad = [mean.get(id(p)) for p in model.parameters() if p.requires_grad]
+    return ExactResult(torch.cat(logits), torch.cat(losses), float(norm), torch.cat(norms).sqrt(), batch_grad)
 
 
 def _group(

@@ -124,7 +124,7 @@ class _Decomposed(Method):
             return StepInfo(logits=logits.detach(), losses=losses, grad_norm=float(norm))
         if select_engine(model, self.engine) == "exact":
             r = exact_step(model, x, y, m=1, rho=self.rho, descent=self.name, chunk_size=self.chunk_size)
-            return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm)
+            return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm, batch_grad=r.batch_grad)
         rng = RngReplay(x.device)
         with fixed_statistics(model, x) as fm:
             rng.replay()

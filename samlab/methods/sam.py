@@ -106,7 +106,7 @@ class SAM(Method):
             r = exact_step(
                 model, x, y, m=m, rho=self.rho, adaptive=self.adaptive, eta=self.eta, chunk_size=self.chunk_size
             )
-            return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm)
+            return StepInfo(logits=r.logits, losses=r.losses, grad_norm=r.grad_norm, batch_grad=r.batch_grad)
         rng = RngReplay(x.device)
         with fixed_statistics(model, x) as fm:
 

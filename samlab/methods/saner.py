@@ -24,7 +24,10 @@ backward pass when the inner computes ∇L_B(w) there — methods declare it wit
 ``first_pass_is_sgd`` attribute (True for F-SAM, and for SAM / ASAM / L-SAM / J-SAM in
 their whole-batch forms); SGD qualifies too. A gradient hook copies each parameter's
 gradient the first time it is accumulated during the inner's step, so SANER costs what its
-inner method costs plus one parameter-sized copy and an element-wise pass. For any other
+inner method costs plus one parameter-sized copy and an element-wise pass. The exact
+per-example engine (1-SAM, m-SAM, per-example L-SAM / J-SAM, :mod:`samlab.methods.exact`)
+hands g over in ``StepInfo.batch_grad`` (Σ_i g_i/B from its first pass) when that is the
+SGD gradient, i.e. without BatchNorm in training mode; no extra pass then. For any other
 inner method (m-SAM / 1-SAM, per-example L-SAM / J-SAM, OBF, ...) g is computed by one
 extra forward and backward pass at w after the inner's step, with the BatchNorm buffers,
 the RNG state (same dropout mask as the inner's first pass) and the inner's gradient
@@ -180,6 +183,8 @@ class SANER(Method):
                 sgd = capture.grads
         else:
             info = self.inner.gradient(model, x, y)
+            if info.batch_grad is not None:  # the exact per-example engine computed ∇L_B(w)
+                sgd = list(info.batch_grad)
         extra = sgd is None
         if sgd is None:  # not readable from the inner's passes: one extra pass at w
             sgd = _sgd_gradient_after(model, x, y, rng)
