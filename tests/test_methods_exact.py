@@ -167,6 +167,7 @@ CASES = [
     ("sam", {"m": 4}, "sam", 4, False),
     ("sam", {"m": 2, "chunk_size": 3}, "sam", 2, False),
     ("sam", {"m": 1, "adaptive": True}, "sam", 1, True),
+    ("sam", {"m": 2, "adaptive": True}, "sam", 2, True),
     ("jsam", {"per_example": True}, "jsam", 1, False),
     ("lsam", {"per_example": True, "chunk_size": 3}, "lsam", 1, False),
 ]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from samlab.losses import per_example_loss, signed_labels
-from samlab.methods.base import Method, StepInfo, grad_norm
+from samlab.methods.base import Method, StepInfo, check_rho, grad_norm
 from samlab.models import DeepLinear
 
 __all__ = [
@@ -68,8 +68,7 @@ class JacobianPenaltySGD(Method):
     rho: float = 0.05
 
     def __post_init__(self) -> None:
-        if not self.rho >= 0:
-            raise ValueError(f"rho must be >= 0, got rho={self.rho}")
+        check_rho(self.rho)
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
         W, v = two_layer_parts(model)
