@@ -41,7 +41,9 @@ H100). Memory beyond SAM's two passes: B × (parameters of the materialised laye
 G and again for ε (ResNet-18 width 64: ≈ 0.7M such parameters, ≈ 0.7 GB in fp32 at
 B = 128), the unfolded inputs of the ghost layers until the second pass (≈ 0.3 GB), and
 B·L² Gram entries — against B × all 11M parameters (≈ 5.6 GB per copy) for vmap.
-``chunk_size`` bounds both engines by processing the batch in groups.
+``chunk_size`` bounds both engines by processing the batch in groups. Materialised convs
+use unfold + batched matmul on CUDA; ``samlab.methods.exact.CONV_BACKEND["cuda"] =
+"grouped"`` times the grouped-convolution form the CPU uses instead.
 
 Output: a table per model, then one JSON line per model
 ``{"device", "model", "batch", "ms_per_step", "ratio_to_sgd", "targets", "skipped"}``;
