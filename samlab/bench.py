@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import os
 import statistics
@@ -253,12 +254,21 @@ def _rss_kb(field: str) -> int | None:
     return None
 
 
+def _release_free_memory() -> None:
+    """glibc: hand freed heap pages back (``malloc_trim``), so that what a step allocates shows
+    in the resident set again instead of reusing pages already counted; elsewhere nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_memory_mb(fn: Any, device: torch.device) -> float | None:
     """Peak memory that ``fn()`` adds, in MB: on CUDA ``torch.cuda.max_memory_allocated``
     above what was allocated before; on a Linux CPU the resident-set high-water mark
-    (``VmHWM``, reset through ``/proc/self/clear_refs``) above the resident set before
-    (the allocator may keep freed memory resident, so this is a lower bound of the
-    working set, coarser than on CUDA); None where neither is available."""
+    (``VmHWM``, reset through ``/proc/self/clear_refs``) above the resident set before, after
+    freed heap pages are returned (``malloc_trim``) — coarser than on CUDA (pages, not
+    tensors; memory the allocator keeps mapped is missed); None where neither is available."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
@@ -266,6 +276,7 @@ def peak_memory_mb(fn: Any, device: torch.device) -> float | None:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    _release_free_memory()
     before = _rss_kb("VmRSS")
     try:
         Path("/proc/self/clear_refs").write_text("5")
