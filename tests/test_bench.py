@@ -110,6 +110,21 @@ def test_benchmark_markdown_table_by_hand():
     table = bench.markdown_table(saved)
     assert "| sam | 21 (2.10×) | ≤ 2× **missed** |" in table
     assert "| sgd | 10 (1.00×) |  |" in table
+    two = {**saved, "records": [
+        {"model": "a", "device": "cpu", "batch": 4, "ms_per_step": {"sgd": 10.0, "1-sam": 25.0}, "peak_mb": {"1-sam": 264.4},
+         "ratio_to_sgd": {"sgd": 1.0, "1-sam": 2.5}, "targets": {"1-sam": {"max": 2.6, "met": True}}},
+        {"model": "b", "device": "cpu", "batch": 4, "ms_per_step": {"sgd": 20.0, "1-sam[vmap]": 100.0},
+         "ratio_to_sgd": {"sgd": 1.0, "1-sam[vmap]": 5.0}, "targets": {}}]}
+    table = bench.markdown_table(two)
+    assert "| 1-sam | 25 (2.50×, 264) | — | a ≤ 2.6× met |" in table
+    assert "| 1-sam[vmap] | — | 100 (5.00×) |  |" in table
+
+
+def test_targets_for_merges_the_model_goals_over_the_device_defaults():
+    assert bench.targets_for("small-cnn-gn", "cpu")["1-sam"] == 2.6 and bench.targets_for("small-cnn-gn", "cpu")["sam"] == 2.1
+    assert bench.targets_for("small-cnn-bn", "cpu")["lsam-1"] == 3.0
+    assert "1-sam" not in bench.targets_for("resnet18", "cpu")
+    assert bench.targets_for("resnet18-gn", "cuda")["1-sam"] == 4.0 and bench.targets_for("resnet18-gn", "cuda")["sam"] == 2.15
 
 
 @pytest.mark.parametrize("label", list(bench.VARIANTS))
