@@ -99,6 +99,8 @@ __all__ = [
     "build_methods",
     "committed_gpu_tables",
     "committed_table",
+    "load_record",
+    "relabel",
     "main",
     "markdown_table",
     "throughput",
@@ -398,7 +400,7 @@ def markdown_table(saved: dict[str, Any]) -> str:
     """The README's benchmark table from a file written by ``--out``: one column per model, each cell
     ms per step, ratio to SGD and (where recorded) peak memory; the last column the goals and whether
     each model met them."""
-    records = saved["records"]
+    records = [relabel(r) for r in saved["records"]]
     labels = list(dict.fromkeys(label for r in records for label in r["ms_per_step"]))
     head = "| method | " + " | ".join(f"{r['model']}: ms/step (× SGD, peak MB)" for r in records) + " | target |"
     lines = [head, "|---" * (len(records) + 2) + "|"]
@@ -433,6 +435,31 @@ def throughput_markdown_table(saved: dict[str, Any]) -> str:
     lines.append(f"`{saved['command']}` on {records[0]['device']} ({saved['hardware']}), batch {records[0]['batch']}, "
                  f"{saved['date']}, commit {saved['git_commit']}.")
     return "\n".join(lines)
+
+
+#: labels of a record written before the exact engine existed -> what they timed (the older engines)
+PRE_ENGINE: dict[str, str] = {"1-sam": "1-sam[vmap]", "jsam-1": "jsam-1[vmap]", "lsam-1": "lsam-1[vmap]", "obf": "obf[loop]"}
+
+
+def relabel(record: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark record with its labels naming the engine that was timed. Records written before the
+    exact engine (no ``peak_mb``, no ``[vmap]`` label) timed the vmap/loop engines under the plain labels
+    (``1-sam``, ``jsam-1``, ``lsam-1``, ``obf``): those are renamed (:data:`PRE_ENGINE`), so that a
+    current config (exact engine) finds no cost where none was measured. Newer records are unchanged."""
+    if "peak_mb" in record or any(label.endswith("[vmap]") for label in record["ms_per_step"]):
+        return record  # written with the exact engine (peak memory came with it)
+    rename = lambda d: {PRE_ENGINE.get(k, k): v for k, v in d.items()}  # noqa: E731
+    out = dict(record)
+    for key in ("ms_per_step", "ratio_to_sgd", "targets", "peak_mb"):
+        if key in record:
+            out[key] = rename(record[key])
+    return out
+
+
+def load_record(profile: str | None = None, model: str = "small-cnn-gn") -> dict[str, Any] | None:
+    """:func:`samlab.results.load_bench`, relabelled by engine (:func:`relabel`); ``None`` if absent."""
+    record = results.load_bench(profile, model)
+    return None if record is None else relabel(record)
 
 
 def committed_table(path: Path | None = None) -> str:
