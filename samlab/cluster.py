@@ -48,7 +48,7 @@ from typing import Any
 from samlab import data as data_mod
 from samlab import experiments, profiles, results, runner
 
-__all__ = ["EXECUTORS", "INSTALL_HINT", "RunJob", "main", "status", "submit"]
+__all__ = ["EXECUTORS", "INSTALL_HINT", "RunJob", "main", "sbatch_script", "status", "submit"]
 
 EXECUTORS = ("slurm", "local")
 #: how to get submitit, in every error that needs it
@@ -371,7 +371,9 @@ def status(
                 age = time.time() - ckpt.stat().st_mtime
                 if not jobs and age < 60 * live_min:
                     row["state"], row["detail"] = "running", f"no job; checkpoint written {age:.0f} s ago"
-                row["detail"] = "; ".join(d for d in (row["detail"], f"checkpoint at epoch {_checkpoint_epoch(ckpt)}/{epochs}") if d)
+                epoch = _checkpoint_epoch(ckpt)
+                at = f"checkpoint at epoch {'?' if epoch is None else epoch}/{epochs}"
+                row["detail"] = "; ".join(d for d in (row["detail"], at) if d)
             rows.append(row)
     return rows
 

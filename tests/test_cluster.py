@@ -222,3 +222,48 @@ def test_the_cluster_extra_is_in_the_dev_extra():
 
     extras = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["cluster"] and set(extras["cluster"]) <= set(extras["dev"])
+
+
+@needs_submitit
+def test_status_of_runs_without_jobs_and_of_a_live_local_job(tmp_path, monkeypatch):
+    """missing (nothing yet), running (a checkpoint written just now by a `run` process, no job; or a live
+    local job), missing again once that checkpoint is older than live_min."""
+    import subprocess
+
+    from samlab import train
+
+    monkeypatch.setenv("SAMLAB_DATA", str(tmp_path))
+    assert {r["state"] for r in cluster.status(NAME, PROFILE)} == {"missing"}
+
+    real_fit = train.fit
+
+    def interrupted_fit(model, method, data, config, **kwargs):
+        def on_epoch(epoch, model):
+            if epoch == 3:
+                raise KeyboardInterrupt  # after epoch 2's checkpoint
+        return real_fit(model, method, data, config, on_epoch=on_epoch)
+
+    monkeypatch.setattr(train, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(NAME, PROFILE, only=["SAM"], seeds=[1], progress=False)
+    rows = {(r["method"], r["seed"]): r for r in cluster.status(NAME, PROFILE)}
+    assert rows[("SAM", 1)]["state"] == "running" and "checkpoint at epoch 2/4" in rows[("SAM", 1)]["detail"]
+    assert rows[("SAM", 0)]["state"] == "missing"
+    stale = {(r["method"], r["seed"]): r for r in cluster.status(NAME, PROFILE, live_min=0)}[("SAM", 1)]
+    assert stale["state"] == "missing" and stale["detail"] == "checkpoint at epoch 2/4"
+
+    # a local job whose controller process is alive (its command line names submitit) is running
+    code = "import time; print('ready', flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, "submitit"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"  # started (its command line is its own)
+        manifest = tmp_path / "submitit" / PROFILE / NAME / "jobs.json"
+        results.write(manifest, {"SGD|seed0": [{"id": str(proc.pid), "executor": "local", "host": socket.gethostname(),
+                                               "folder": str(manifest.parent / "%j"), "submitted": "now"}]})
+        row = next(r for r in cluster.status(NAME, PROFILE) if (r["method"], r["seed"]) == ("SGD", 0))
+        assert row["state"] == "running" and row["detail"] == f"local job {proc.pid}"
+    finally:
+        proc.kill()
+        proc.wait()
+    row = next(r for r in cluster.status(NAME, PROFILE) if (r["method"], r["seed"]) == ("SGD", 0))
+    assert row["state"] == "failed" and "ended without a result" in row["detail"]
