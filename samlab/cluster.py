@@ -294,8 +294,20 @@ def _pid_alive(pid: int) -> bool:
     return not cmdline.exists() or b"submitit" in cmdline.read_bytes()
 
 
-def _job_state(entry: dict[str, Any]) -> tuple[str, str, str | None]:
-    """(state, detail, log) of one submitted job, from submitit's folder (and Slurm's accounting)."""
+def _slurm_states(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Slurm's state of each job (one ``sacct`` call for all, through submitit's watcher); ``UNKNOWN``
+    where sacct does not answer."""
+    if not entries:
+        return {}
+    watcher = _submitit().SlurmJob.watcher
+    for entry in entries:
+        watcher.register_job(entry["id"])
+    watcher.update()  # logs a warning and keeps what it knew if sacct fails
+    return {entry["id"]: watcher.get_state(entry["id"], mode="cache") for entry in entries}
+
+
+def _job_state(entry: dict[str, Any], slurm_state: str | None) -> tuple[str, str, str | None]:
+    """(state, detail, log) of one submitted job, from submitit's folder (and Slurm's state)."""
     from submitit.core.utils import JobPaths
 
     paths = JobPaths(entry["folder"], job_id=entry["id"], task_id=0)
@@ -313,14 +325,11 @@ def _job_state(entry: dict[str, Any]) -> tuple[str, str, str | None]:
         if _pid_alive(int(entry["id"])):
             return "running", f"local job {entry['id']}", log
         return "failed", f"local job {entry['id']} ended without a result (killed?)", log
-    try:
-        state = _submitit().SlurmJob(folder=entry["folder"], job_id=entry["id"]).state
-    except Exception as err:  # noqa: BLE001 - no sacct here: say so rather than guess
-        return "unknown", f"Slurm job {entry['id']}: state unavailable ({err})", log
+    state = slurm_state or "UNKNOWN"
+    if state.upper() == "UNKNOWN":
+        return "unknown", f"Slurm job {entry['id']}: state unknown (is sacct available?)", log
     if state.upper().split()[0] in _SLURM_LIVE:
         return "running", f"Slurm job {entry['id']} {state}", log
-    if state.upper() == "UNKNOWN":
-        return "unknown", f"Slurm job {entry['id']}: state unknown (sacct unavailable?)", log
     return "failed", f"Slurm job {entry['id']} {state} without a result", log
 
 
@@ -353,6 +362,9 @@ def status(
     results_root, checkpoint_root, folder = _roots(results_root, checkpoint_root, folder)
     done = runner._finished(results.path(name, profile, results_root), exp.config())  # the runner's own rule
     manifest = _read_manifest(_manifest(folder, profile, name))
+    latest = {(label, seed): manifest[_key(label, seed)][-1] for label in exp.methods for seed in exp.seeds
+              if manifest.get(_key(label, seed)) and (label, seed) not in done}  # each unfinished run's last job
+    slurm = _slurm_states([entry for entry in latest.values() if entry["executor"] == "slurm"])
     rows = []
     for label in exp.methods:
         for seed in exp.seeds:
@@ -364,7 +376,7 @@ def status(
                 rows.append(row)
                 continue
             if jobs:
-                row["state"], row["detail"], row["log"] = _job_state(jobs[-1])
+                row["state"], row["detail"], row["log"] = _job_state(jobs[-1], slurm.get(jobs[-1]["id"]))
             ckpt = runner.checkpoint_path(exp, profile, label, seed, checkpoint_root)
             if ckpt.exists():
                 epochs = {**exp.fit, **exp.methods[label].get("fit", {})}.get("epochs")

@@ -267,3 +267,29 @@ def test_status_of_runs_without_jobs_and_of_a_live_local_job(tmp_path, monkeypat
         proc.wait()
     row = next(r for r in cluster.status(NAME, PROFILE) if (r["method"], r["seed"]) == ("SGD", 0))
     assert row["state"] == "failed" and "ended without a result" in row["detail"]
+
+
+@needs_submitit
+def test_status_reads_slurm_job_states_from_sacct(tmp_path, monkeypatch):
+    """Slurm jobs: one sacct call (here a stand-in script printing sacct's --parsable2 table) gives each
+    run's state: pending or running -> running; failed or cancelled without a result -> failed, with the log."""
+    import random
+
+    base = str(random.randrange(10**6, 10**7))  # fresh ids: submitit's watcher caches finished jobs
+    states = {"SGD|seed0": "RUNNING", "SGD|seed1": "PENDING", "SAM|seed0": "FAILED", "SAM|seed1": "CANCELLED by 0"}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    table = "\n".join(["JobID|State|NodeList"] + [f"{base}_{i}|{s}|node{i}" for i, s in enumerate(states.values())])
+    (bin_dir / "sacct").write_text(f"#!/bin/sh\ncat <<'END'\n{table}\nEND\n")
+    (bin_dir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SAMLAB_DATA", str(tmp_path))
+    manifest = tmp_path / "submitit" / PROFILE / NAME / "jobs.json"
+    results.write(manifest, {key: [{"id": f"{base}_{i}", "executor": "slurm", "host": "login1", "submitted": "now",
+                                    "folder": str(manifest.parent / "%j")}] for i, key in enumerate(states)})
+    rows = {(r["method"], r["seed"]): r for r in cluster.status(NAME, PROFILE)}
+    assert [rows[k]["state"] for k in [("SGD", 0), ("SGD", 1), ("SAM", 0), ("SAM", 1)]] == [
+        "running", "running", "failed", "failed"]
+    assert rows[("SGD", 1)]["detail"] == f"Slurm job {base}_1 PENDING"
+    assert rows[("SAM", 0)]["log"] == str(manifest.parent / f"{base}_2" / f"{base}_2_0_log.err")
+    assert rows[("SAM", 1)]["detail"] == f"Slurm job {base}_3 CANCELLED by 0 without a result"
