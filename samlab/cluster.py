@@ -61,7 +61,9 @@ def _submitit() -> Any:
     try:
         import submitit
     except ImportError as err:
-        raise ImportError(f"submit and status need submitit, the optional extra samlab[cluster]: {INSTALL_HINT}") from err
+        raise ImportError(
+            f"submit and status need submitit, the optional extra samlab[cluster]: {INSTALL_HINT}"
+        ) from err
     return submitit
 
 
@@ -132,7 +134,9 @@ def _read_manifest(path: Path) -> dict[str, list[dict[str, Any]]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _grid(exp: experiments.Experiment, only: Sequence[str] | None, seeds: Sequence[int] | None) -> list[tuple[str, int]]:
+def _grid(
+    exp: experiments.Experiment, only: Sequence[str] | None, seeds: Sequence[int] | None
+) -> list[tuple[str, int]]:
     """The (label, seed) pairs asked for, seed-major like ``run``; bad names or seeds are refused."""
     labels = list(exp.methods) if only is None else list(only)
     unknown = [lab for lab in labels if lab not in exp.methods]
@@ -181,7 +185,9 @@ def _executor(
         slurm_only = [f for f, v in (("partition", partition), ("cpus_per_job", cpus_per_job),
                                      ("array_parallelism", array_parallelism)) if v is not None]
         if slurm_only:
-            raise ValueError(f"{', '.join(slurm_only)} apply to executor 'slurm' only (the local executor runs every job at once)")
+            raise ValueError(
+                f"{', '.join(slurm_only)} apply to executor 'slurm' only (the local executor runs every job at once)"
+            )
         if dry_run:
             raise ValueError("dry_run applies to executor 'slurm' (it prints the sbatch parameters)")
     submitit = _submitit()
