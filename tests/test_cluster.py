@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import cluster_experiments  # noqa: F401 - registers "tiny-cluster" (jobs import it too)
-from samlab import cluster, results, runner
+import cluster_experiments  # registers "tiny-cluster" (jobs import it too)
+from samlab import cluster, experiments, results, runner
 
 try:
     import submitit
@@ -49,6 +49,14 @@ def comparable(result: dict) -> dict:
         for run in result["runs"]
     ]
     return json.loads(json.dumps(out))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_cluster_registered():
+    """``tiny-cluster`` for this module's tests only (importing cluster_experiments registered it)."""
+    experiments.EXPERIMENTS[NAME] = cluster_experiments.tiny_cluster
+    yield
+    experiments.EXPERIMENTS.pop(NAME, None)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from samlab import results
 
-WRITERS, RUNS_EACH = 6, 12
+WRITERS, RUNS_EACH = 6, 8
 
 
 def _merge_runs(file: str, writer: int, start) -> None:
