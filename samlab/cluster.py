@@ -426,6 +426,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"seeds must be comma-separated integers, e.g. 0,1, got {text!r}") from None
+
+
 def _print_status(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         log = f"  log: {row['log']}" if row["state"] == "failed" and row["log"] else ""
@@ -459,7 +468,7 @@ def _command(args: argparse.Namespace) -> int:
         args.profile,
         executor=args.executor,
         only=args.only.split(",") if args.only else None,
-        seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None,
+        seeds=_seeds(args.seeds),
         folder=folder,
         partition=args.partition,
         gpus_per_job=args.gpus_per_job,

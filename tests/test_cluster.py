@@ -206,6 +206,8 @@ def test_bad_parameters_are_refused_by_name(tmp_path, monkeypatch, capsys):
         cluster.status("nope", PROFILE)
     assert cluster.main(["submit", NAME, "--profile", PROFILE, "--executor", "local", "--partition", "gpu"]) == 2
     assert "partition apply to executor 'slurm' only" in capsys.readouterr().err
+    assert cluster.main(["submit", NAME, "--profile", PROFILE, "--seeds", "0,one", "--dry-run"]) == 2
+    assert "seeds must be comma-separated integers, e.g. 0,1, got '0,one'" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse names the choices
         cluster.main(["submit", NAME, "--executor", "pbs"])
     assert "invalid choice: 'pbs'" in capsys.readouterr().err
