@@ -351,7 +351,7 @@ for _rate in (0.3, 0.5):
     EXPERIMENTS[f"beyond-sam-{round(100 * _rate)}"] = functools.partial(_beyond_sam, rate=_rate)
 
 
-if __name__ == "__main__":  # the CLI lives with the runner, which imports this module
-    from samlab.runner import main
+if __name__ == "__main__":  # the CLI: samlab.cluster (submit, status) hands every other command to samlab.runner
+    from samlab.cluster import main
 
     raise SystemExit(main())

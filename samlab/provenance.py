@@ -7,7 +7,9 @@ result file of :mod:`samlab.experiments` stores :func:`record`.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import torch
 
 from samlab import hardware, profiles
 
-__all__ = ["git_commit", "line", "record"]
+__all__ = ["git_commit", "job", "line", "record"]
 
 
 def git_commit() -> str:
@@ -48,6 +50,20 @@ def record(device: torch.device | str | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def job() -> dict[str, Any]:
+    """Where a run ran: ``{"id": <submitit job id>, "host": <hostname>}`` inside a submitit job (Slurm or
+    local, :mod:`samlab.cluster`), else ``{"host": <hostname>}``."""
+    if os.environ.get("SUBMITIT_EXECUTOR"):  # set by submitit in every job it starts
+        try:
+            import submitit
+
+            env = submitit.JobEnvironment()
+            return {"id": str(env.job_id), "host": env.hostname}
+        except (ImportError, RuntimeError, KeyError):
+            pass
+    return {"host": socket.gethostname()}
 
 
 def line(device: torch.device | str | None = None) -> str:

@@ -4,7 +4,8 @@ A result file ``data/results/<profile>/<name>.json`` is written by :mod:`samlab.
 (an experiment's runs) or by ``python -m samlab.bench --out`` (a benchmark). This module
 is the one place that knows their paths and their JSON: writing is atomic (a temporary
 file renamed over the old one, so a reader never sees half a file) and happens under a
-lock shared by every process that writes the same file. It also summarises a result
+lock shared by every process that writes the same file, on one machine or on several
+sharing a file system (:func:`locked` says on which file systems). It also summarises a result
 (mean and spread over seeds, cost relative to SGD), prints its provenance, and writes
 the README's generated tables between their markers.
 
@@ -18,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import socket
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -69,27 +71,28 @@ def write(file: Path, result: dict[str, Any]) -> None:
     """Write ``result`` as strict JSON to ``file`` atomically (temporary file, then rename)."""
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    tmp = file.with_name(f"{file.name}.{socket.gethostname()}.{os.getpid()}.tmp")  # unique across machines
     tmp.write_text(json.dumps(_finite(result), indent=1))
     tmp.replace(file)
 
 
 @contextlib.contextmanager
 def locked(file: Path) -> Iterator[None]:
-    """An exclusive lock on ``<file>.lock``, so that several processes can merge into one file."""
+    """An exclusive lock on ``<file>.lock`` (:class:`filelock.FileLock`), so that several processes, on one
+    machine or on several sharing a file system, can merge into one file.
+
+    On Unix ``FileLock`` is ``flock(2)`` on the lock file: safe on local disks, on NFS where locking works
+    (NFSv4, or NFSv3 with the lock daemons; Linux emulates ``flock`` by NFS byte-range locks) and on Lustre
+    mounted with ``-o flock``. It does *not* exclude other machines on NFS mounted ``nolock`` or
+    ``local_lock=flock|all``, nor on Lustre mounted ``-o localflock``: there the lock is per machine. Where
+    ``flock`` is not implemented at all (``ENOSYS``), filelock falls back to ``SoftFileLock`` (a lock file
+    created with ``O_EXCL``) with a warning (older filelock versions raise instead)."""
+    import filelock
+
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    with open(file.with_name(file.name + ".lock"), "w") as f:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no locking, one process per file
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with filelock.FileLock(str(file.with_name(file.name + ".lock"))):
+        yield
 
 
 def _read(file: Path) -> dict[str, Any] | None:

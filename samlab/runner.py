@@ -137,6 +137,7 @@ def run(
             "wall_seconds": time.perf_counter() - t0,
             "hardware": env["hardware"],
             "git_commit": env["git_commit"],
+            "job": provenance.job(),  #: the submitit job id (samlab.cluster) and the host
             "history": history.records,
             #: final model on the test set: C[i][j] = test images of class i predicted as j
             "test_confusion": confusion(model, ds.x_test, ds.y_test, ds.num_classes),
@@ -183,7 +184,10 @@ def distinct(names: Sequence[str], profile: str) -> tuple[list[str], dict[str, s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m samlab.experiments list | run NAME | table``."""
-    parser = argparse.ArgumentParser(prog="python -m samlab.experiments", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m samlab.experiments", description=__doc__.split("\n")[0],
+        epilog="On a cluster: 'submit NAME' and 'status NAME' (samlab.cluster; see 'submit -h').",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list experiments")
     p_run = sub.add_parser("run", help="run an experiment (resumes if interrupted)")
