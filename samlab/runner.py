@@ -271,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"{name}: {results.path(name, res['profile'])}")
             for row in results.summarise(res):
-                print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
+                at_val = f"{row['val_mean']:.3f}" if row["validation"] else "  -  "
+                print(f"  {row['method']:16s} at val. epoch {at_val}  last-5 {row['last5_mean']:.3f}  "
+                      f"oracle max {row['oracle_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
         return 0
     table = results.committed_table(args.profile)
     if args.readme:
