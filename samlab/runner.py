@@ -23,8 +23,10 @@ so the dataset is built once per seed (runs are trained seed-major). The result-
 ``realised_noise_rate`` and ``val_noise_rate`` are the means over the experiment's seeds,
 ``noise_confusion`` the sum of the seeds' counts, ``noise_seeds`` the seeds' noise seeds
 and ``dataset`` the description of the first seed's data; all are computed over every
-seed of the experiment, whichever seeds one process trains. The file is rewritten after every finished run, and every run checkpoints
-each epoch, so an interrupted ``run`` continues where it stopped when called again.
+seed of the experiment, whichever seeds one process trains.
+
+The file is rewritten after every finished run, and every run checkpoints each epoch, so
+an interrupted ``run`` continues where it stopped when called again.
 Several processes may run disjoint parts of one experiment (``--only``, ``--seeds``):
 each merges its runs into the file under a lock.
 """
