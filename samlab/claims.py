@@ -2,7 +2,10 @@
 
 Each function returns a list of ``{"claim", "holds", "evidence"}`` dicts, so that a
 notebook can print every claim with the numbers it rests on and assert exactly what the
-data shows. Taught in notebook 03 (Baek et al.'s logit/Jacobian ablation); notebooks 05–07 add
+data shows. The paired comparisons over seeds (:func:`paired_claims`,
+:func:`paired_family`) are tested with :mod:`samlab.stats` (paired t, Holm's correction,
+a verdict per claim); the older mean comparisons (:func:`logit_jacobian_claims`,
+:func:`memorisation_claims`, :func:`structured_noise_claims`) compare means only. Taught in notebook 03 (Baek et al.'s logit/Jacobian ablation); notebooks 05–07 add
 the cost, paired-seed and structured-noise comparisons.
 """
 
@@ -10,7 +13,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any, Callable
+
+from samlab import stats
 
 __all__ = [
     "final_mean",
@@ -22,8 +28,10 @@ __all__ = [
     "memorisation_claims",
     "memorisation_epoch",
     "noise_source_classes",
+    "QUANTITIES",
     "paired_differences",
     "paired_claims",
+    "paired_family",
     "per_class_accuracy",
     "pooled_accuracy",
     "recovery",
@@ -61,10 +69,15 @@ def n_test(result: dict[str, Any]) -> int:
 
 
 def report(claims: list[dict[str, Any]]) -> str:
-    """One line per claim: ``✓ holds`` or ``✗ no``, the claim, and its evidence in brackets."""
-    return "\n".join(
-        ("✓ holds   " if c["holds"] else "✗ no      ") + f"{c['claim']}  [{c['evidence']}]" for c in claims
-    )
+    """One line per claim: its verdict (``✓ holds`` or ``✗ not established`` for tested claims,
+    ``✗ no`` for the comparisons of means), the claim, and its evidence in brackets."""
+
+    def mark(c: dict[str, Any]) -> str:
+        if "verdict" in c:
+            return ("✓ holds             " if c["holds"] else "✗ not established   ")
+        return "✓ holds   " if c["holds"] else "✗ no      "
+
+    return "\n".join(mark(c) + f"{c['claim']}  [{c['evidence']}]" for c in claims)
 
 
 def accuracy_stderr(acc: float, n: int) -> float:
@@ -309,80 +322,161 @@ def _source_accuracy(result: dict[str, Any]) -> Callable[[dict[str, Any]], float
     return get
 
 
-#: key -> (how "better" reads in a claim, +1 / -1 for higher / lower is better, result -> (run -> value))
-_PAIRED_KEYS: dict[str, tuple[str, float, Callable[[dict[str, Any]], Callable[[dict[str, Any]], float]]]] = {
-    "best_test_acc": ("best test accuracy is above", 1.0, lambda result: lambda run: run["best_test_acc"]),
-    "final_test_acc": ("final test accuracy is above", 1.0, lambda result: lambda run: run["final_test_acc"]),
-    "final_noisy_fit": ("final noisy fit is below", -1.0, lambda result: lambda run: run["history"][-1]["noisy_fit"]),
-    "final_source_acc": ("final accuracy on the classes that lose labels is above", 1.0, _source_accuracy),
+#: quantity -> (the direction of an improvement, how the quantity reads in a claim, result -> (run -> value)).
+#: ``test_at_val`` (test accuracy at the epoch chosen on the noisy validation set) is a run's reported
+#: accuracy; ``oracle_test_acc`` (= ``best_test_acc``, its older name) chooses the epoch on the test set.
+QUANTITIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[dict[str, Any]], float]]]] = {
+    "test_at_val": ("greater", "test accuracy at the validation-chosen epoch", lambda result: _field(result, "test_at_val")),
+    "last5_test_acc": ("greater", "mean test accuracy over the last 5 epochs", lambda result: _field(result, "last5_test_acc")),
+    "last5_noisy_fit": ("less", "mean noisy fit over the last 5 epochs", lambda result: _field(result, "last5_noisy_fit")),
+    "oracle_test_acc": ("greater", "test-set maximum (oracle)", lambda result: _field(result, "oracle_test_acc", "best_test_acc")),
+    "best_test_acc": ("greater", "best test accuracy", lambda result: _field(result, "best_test_acc")),
+    "final_test_acc": ("greater", "final test accuracy", lambda result: _field(result, "final_test_acc")),
+    "final_noisy_fit": ("less", "final noisy fit", lambda result: lambda run: run["history"][-1]["noisy_fit"]),
+    "final_source_acc": ("greater", "final accuracy on the classes that lose labels", _source_accuracy),
 }
+
+_VALIDATION_KEYS = ("test_at_val", "last5_test_acc", "last5_noisy_fit", "oracle_test_acc")
+
+
+def _field(result: dict[str, Any], key: str, fallback: str | None = None) -> Callable[[dict[str, Any]], float]:
+    def get(run: dict[str, Any]) -> float:
+        value = run.get(key, run.get(fallback) if fallback else None)
+        if value is None:
+            why = " (the file predates the validation split: re-run the experiment)" if key in _VALIDATION_KEYS else ""
+            raise ValueError(
+                f"result of {result.get('experiment')!r} has no {key} for run ({run['method']}, seed {run['seed']}){why}"
+            )
+        return float(value)
+
+    return get
 
 
 def paired_differences(result: dict[str, Any], label: str, baseline: str, key: str = "best_test_acc") -> list[float]:
     """``label``'s value minus ``baseline``'s, seed by seed, over the seeds both have run.
 
-    Runs with the same seed share the initial weights, the batch order and the noisy labels,
-    so the per-seed difference removes most of the seed-to-seed spread (a *paired*
-    comparison). ``key``: ``best_test_acc``, ``final_test_acc``, ``final_noisy_fit`` or
-    ``final_source_acc`` (the final accuracy on the classes that lose labels to noise, from
-    ``test_confusion``: notebook 07). Taught in notebook 06.
+    Runs with the same seed share the initial weights, the batch order, the noisy labels
+    and the validation split, so the per-seed difference removes most of the seed-to-seed
+    spread (a *paired* comparison). ``key``: one of :data:`QUANTITIES` — ``test_at_val``
+    (the reported accuracy), ``last5_test_acc``, ``last5_noisy_fit``, ``oracle_test_acc``,
+    ``best_test_acc``, ``final_test_acc``, ``final_noisy_fit`` or ``final_source_acc`` (the
+    final accuracy on the classes that lose labels to noise, from ``test_confusion``:
+    notebook 07). Taught in notebook 06.
     """
-    return _differences(_per_seed(result, key), result, label, baseline)
+    a, b = _paired_values(_per_seed(result, key), result, label, baseline)
+    return [x - y for x, y in zip(a, b)]
 
 
 def _per_seed(result: dict[str, Any], key: str) -> dict[str, dict[int, float]]:
     """Method label -> seed -> the value of ``key`` for that run."""
-    if key not in _PAIRED_KEYS:
-        raise ValueError(f"key must be one of {tuple(_PAIRED_KEYS)}, got key={key!r}")
-    get = _PAIRED_KEYS[key][2](result)
+    if key not in QUANTITIES:
+        raise ValueError(f"key must be one of {tuple(QUANTITIES)}, got key={key!r}")
+    get = QUANTITIES[key][2](result)
     out: dict[str, dict[int, float]] = {}
     for r in result["runs"]:
         out.setdefault(r["method"], {})[r["seed"]] = get(r)
     return out
 
 
-def _differences(values: dict[str, dict[int, float]], result: dict[str, Any], label: str, baseline: str) -> list[float]:
+def _paired_values(values: dict[str, dict[int, float]], result: dict[str, Any], label: str, baseline: str) -> tuple[list[float], list[float]]:
     for k in (label, baseline):
         if k not in values:
             _runs(result, k)  # raises, naming the missing label
     a, b = values[label], values[baseline]
-    return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
+    seeds = sorted(a.keys() & b.keys())
+    if not seeds:
+        raise ValueError(f"result of {result.get('experiment')!r}: {label!r} and {baseline!r} share no seed")
+    return [a[s] for s in seeds], [b[s] for s in seeds]
+
+
+def _claim_dict(c: stats.Claim, what: str) -> dict[str, Any]:
+    word = "above" if c.direction == "greater" else "below"
+    t = c.test
+    return {
+        "method": c.method,
+        "baseline": c.baseline,
+        "quantity": c.quantity,
+        "direction": c.direction,
+        "key": (c.method, c.quantity),
+        "claim": f"{c.method}'s {what} is {word} {c.baseline}'s (paired over seeds)",
+        "holds": c.holds,
+        "verdict": c.verdict,
+        "evidence": c.line(),
+        "mean_difference": t.mean,
+        "stderr": t.se,
+        "seeds": t.n,
+        "t": t.t,
+        "df": t.df,
+        "p": t.p,
+        "p_holm": c.p_holm,
+        "ci": t.ci,
+        "family_size": c.family_size,
+    }
+
+
+def paired_family(
+    comparisons: Sequence[tuple[dict[str, Any], str, str, str] | tuple[dict[str, Any], str, str, str, str]],
+    alpha: float = stats.ALPHA,
+) -> dict[tuple[str, str, str, str, str], dict[str, Any]]:
+    """One family of paired claims, Holm-corrected together (e.g. every claim of a notebook).
+
+    ``comparisons``: ``(result, method, baseline, quantity)`` or ``(result, method, baseline,
+    quantity, direction)``; the direction defaults to the quantity's improvement
+    (:data:`QUANTITIES`: higher accuracy, lower noisy fit). Returns, in the order given,
+    ``(experiment, method, baseline, quantity, direction) -> claim`` (a dict as
+    :func:`paired_claims` returns), each with the verdict of :class:`samlab.stats.Claim`:
+    "holds" only when the Holm-corrected p < ``alpha`` and the mean difference has the
+    claimed sign. No claim is dropped.
+    """
+    family: dict[tuple[str, str, str, str], tuple[list[float], list[float]]] = {}
+    keys: list[tuple[str, str, str, str, str]] = []
+    for item in comparisons:
+        if len(item) not in (4, 5):
+            raise ValueError(f"a comparison must be (result, method, baseline, quantity[, direction]), got {len(item)} items")
+        result, method, baseline, quantity = item[:4]
+        if quantity not in QUANTITIES:
+            raise ValueError(f"quantity must be one of {tuple(QUANTITIES)}, got quantity={quantity!r}")
+        direction = item[4] if len(item) == 5 else QUANTITIES[quantity][0]
+        if direction not in stats.DIRECTIONS:
+            raise ValueError(f"direction must be one of {stats.DIRECTIONS}, got direction={direction!r}")
+        experiment = str(result.get("experiment"))
+        key = (experiment, method, baseline, quantity, direction)
+        if key in keys:
+            raise ValueError(f"comparison {key} appears twice in one family")
+        keys.append(key)
+        family[(method, baseline, f"{quantity} [{experiment}]", direction)] = _paired_values(
+            _per_seed(result, quantity), result, method, baseline
+        )
+    tested = stats.claims(family, alpha)
+    out = {}
+    for key, c in zip(keys, tested.values()):
+        d = _claim_dict(c, QUANTITIES[key[3]][1])
+        d["quantity"], d["key"], d["experiment"] = key[3], (key[1], key[3]), key[0]
+        out[key] = d
+    return out
 
 
 def paired_claims(
-    result: dict[str, Any], baseline: str = "SAM", key: str = "best_test_acc", z: float = 2.0
+    result: dict[str, Any], baseline: str = "SAM", key: str = "best_test_acc", alpha: float = stats.ALPHA
 ) -> list[dict[str, Any]]:
-    """For every other method of ``result``: is it above ``baseline`` in ``key``, beyond the
+    """For every other method of ``result``: does it improve on ``baseline`` in ``key``, beyond the
     noise of the seeds?
 
-    "Holds" means the mean paired difference d̄ over the n shared seeds is larger than ``z``
-    standard errors, d̄ > z · s_d / √n (s_d: the sample standard deviation of the per-seed
-    differences); with fewer than two shared seeds there is no standard error and the claim
-    cannot hold. For ``final_noisy_fit`` "above" reads "below" (fitting fewer wrong labels is
-    the improvement). Taught in notebook 06.
+    One family of claims — every other method against ``baseline`` on ``key`` — tested with
+    :mod:`samlab.stats`: a paired t test over the shared seeds (n − 1 degrees of freedom),
+    Holm's correction over the family, and the verdict "holds" only when the corrected
+    p < ``alpha`` (0.05) and the mean difference has the improving sign (higher accuracy;
+    lower noisy fit); otherwise "not established". With fewer than two shared seeds there
+    is no test and the claim cannot hold. Each claim is a dict with ``method``, ``key``
+    (``(method, quantity)``), ``claim`` (its wording, for printing), ``holds``,
+    ``verdict``, ``evidence`` (test, n, t, df, Holm p, 95% CI), ``mean_difference``
+    (method − baseline), ``stderr``, ``seeds``, ``t``, ``df``, ``p``, ``p_holm``, ``ci``.
+    For a family spanning several keys or results, use :func:`paired_family`. Taught in
+    notebook 06.
     """
-    if z <= 0:
-        raise ValueError(f"z must be > 0, got z={z}")
     values = _per_seed(result, key)
-    what, sign, _ = _PAIRED_KEYS[key]
-    claims = []
-    for label in values:
-        if label == baseline:
-            continue
-        d = [sign * v for v in _differences(values, result, label, baseline)]
-        n = len(d)
-        mean = _mean(d) if n else 0.0
-        se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if n > 1 else math.inf
-        claims.append(
-            {
-                "method": label,
-                "claim": f"{label}'s {what} {baseline}'s (paired over seeds)",
-                "holds": n > 1 and mean > z * se,
-                "evidence": f"{what.split(' is ')[0]}: mean difference {sign * 100 * mean:+.1f} points"
-                + (f" ± {100 * se:.1f} (s.e., {n} seeds)" if n > 1 else f" ({n} seed: no standard error)"),
-                "mean_difference": sign * mean,
-                "stderr": se,
-                "seeds": n,
-            }
-        )
-    return claims
+    labels = [label for label in values if label != baseline]
+    if baseline not in values:
+        _runs(result, baseline)
+    family = paired_family([(result, label, baseline, key) for label in labels], alpha)
+    return list(family.values())

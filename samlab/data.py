@@ -9,6 +9,14 @@ to the data folder on first use) and the two exact subsets ``cifar10-mini`` and
 cached as ``<data>/<name>.npz``; a user may place such a file there by hand, and it is
 accepted only when its hashes match).
 
+Validation split: :func:`load` holds out ``val_fraction`` (default 0.1) of the training set
+as a validation set, *after* the label noise is drawn, stratified by the *observed* label
+(:func:`split_validation`). Its labels carry the same noise as the training labels: a
+noisy validation set is all a practitioner has, and it is what samlab chooses epochs and
+hyperparameters on. ``Dataset.y_val_clean`` (the true labels) is a teaching quantity only.
+``val_fraction=0`` gives no split: exactly the dataset of earlier samlab versions (the
+linear notebooks 01 and 02 use it, so that their closed forms see every example).
+
 The data folder is ``$SAMLAB_DATA`` if set, else ``data/`` at the root of a source
 checkout, else ``~/.cache/samlab``.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +46,7 @@ __all__ = [
     "data_root",
     "load",
     "load_mini_arrays",
+    "split_validation",
     "with_noise",
 ]
 
@@ -87,10 +97,24 @@ class DatasetUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Split:
+    """How a validation set was held out of the (noisy) training set: see :func:`split_validation`."""
+
+    fraction: float
+    seed: int
+    train_index: torch.Tensor  #: positions in the full training set of the examples kept for training (sorted)
+    val_index: torch.Tensor  #: positions of the held-out validation examples (sorted)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A dataset held as tensors. ``y_train`` holds the *observed* labels.
 
-    Without noise, ``y_train == y_train_clean`` and ``is_noisy`` is all false.
+    Without noise, ``y_train == y_train_clean`` and ``is_noisy`` is all false. With a
+    validation split (``has_validation``), ``x_val``/``y_val`` (observed, noisy labels),
+    ``y_val_clean`` (true labels: a teaching quantity, unavailable in practice) and
+    ``val_is_noisy`` hold the held-out part, and ``split`` records how it was drawn;
+    ``noise`` stays the record of the whole draw (training and validation together).
     """
 
     name: str
@@ -103,10 +127,29 @@ class Dataset:
     is_noisy: torch.Tensor
     noise: NoisyLabels | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None  #: observed (noisy) validation labels
+    y_val_clean: torch.Tensor | None = None  #: true validation labels (teaching only)
+    val_is_noisy: torch.Tensor | None = None
+    split: Split | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def has_validation(self) -> bool:
+        return self.y_val is not None and len(self.y_val) > 0
+
+    @property
+    def train_noise_rate(self) -> float:
+        """Fraction of the training examples (validation excluded) whose label is wrong."""
+        return float(self.is_noisy.float().mean()) if len(self.is_noisy) else 0.0
+
+    @property
+    def val_noise_rate(self) -> float | None:
+        """Fraction of the validation examples whose label is wrong (``None`` without a split)."""
+        return float(self.val_is_noisy.float().mean()) if self.has_validation else None
 
     def to(self, device: torch.device | str) -> Dataset:
         moved: dict[str, Any] = {
@@ -127,8 +170,14 @@ class Dataset:
             else f"{self.noise.kind} noise, rate {self.noise.rate:g} "
             f"(realised {self.noise.realised_rate:.3f}, noise seed {self.noise.seed})"
         )
+        val = (
+            f" + {len(self.y_val)} validation (held out of the noisy training set, "
+            f"{self.split.fraction:g} stratified by observed label, val seed {self.split.seed})"
+            if self.has_validation
+            else ""
+        )
         return (
-            f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test, "
+            f"{self.name}: {len(self.y_train)} train{val} / {len(self.y_test)} test, "
             f"{self.num_classes} classes, input {self.input_shape}, {noise}"
         )
 
@@ -331,8 +380,74 @@ def _images(arrays: dict[str, np.ndarray], parent: str) -> tuple:
 
 def with_noise(ds: Dataset, kind: str, rate: float, seed: int = 0) -> Dataset:
     """A copy of ``ds`` whose training labels carry ``kind`` noise at ``rate`` (own ``seed``)."""
+    if ds.split is not None:
+        raise ValueError("draw the noise before holding out the validation split (load does): ds already has a split")
     noisy = corrupt(ds.y_train_clean, kind, rate, ds.num_classes, seed=seed, dataset=ds.name)
     return dataclasses.replace(ds, y_train=noisy.labels, is_noisy=noisy.is_noisy, noise=noisy)
+
+
+def _stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of a validation set of round(fraction · n) examples, stratified by ``labels``.
+
+    Each class c with n_c examples gets floor(fraction · n_c) of them, and the few left to
+    reach the total go one each to the classes with the largest fractional parts (ties in
+    a random order): every class's count is within 1 of its proportional target.
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    total = int(math.floor(fraction * len(labels) + 0.5))
+    target = fraction * counts
+    take = np.floor(target).astype(np.int64)
+    left = total - int(take.sum())
+    order = np.lexsort((rng.permutation(len(classes)), -(target - take)))
+    take[order[:left]] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def split_validation(ds: Dataset, fraction: float, seed: int) -> Dataset:
+    """Hold out ``fraction`` of ``ds``'s training set as a validation set, stratified by observed label.
+
+    The split is drawn with NumPy's PCG64 generator seeded by ``seed``
+    (``numpy.random.default_rng(seed)``), a different generator from the noise draw's
+    (torch's Mersenne Twister), so equal seeds do not tie the two draws together. Per class
+    of *observed* label, the number held out is within 1 of ``fraction`` times the class
+    size, and the total is ``round(fraction · n)``. The held-out labels keep their noise;
+    training and validation examples keep their original order. ``fraction=0`` returns
+    ``ds`` unchanged (no split).
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 0.5:
+        raise ValueError(f"val_fraction must be a number in [0, 0.5] (0: no validation split), got val_fraction={fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"val_seed must be an integer >= 0 (or None: the noise seed), got val_seed={seed!r}")
+    if ds.split is not None:
+        raise ValueError(f"{ds.name} already has a validation split")
+    if fraction == 0:
+        return ds
+    n = len(ds.y_train)
+    labels = ds.y_train.detach().cpu().numpy()
+    val = _stratified_holdout(labels, float(fraction), np.random.default_rng(int(seed)))
+    if len(val) == 0:
+        raise ValueError(
+            f"val_fraction={fraction} holds out no example of the {n} training examples of {ds.name}; "
+            f"pass val_fraction=0 for no split, or a larger fraction"
+        )
+    keep = np.ones(n, dtype=bool)
+    keep[val] = False
+    train_idx, val_idx = torch.from_numpy(np.flatnonzero(keep)), torch.from_numpy(val)
+    dev = ds.y_train.device
+    ti, vi = train_idx.to(dev), val_idx.to(dev)
+    return dataclasses.replace(
+        ds,
+        x_train=ds.x_train[ti],
+        y_train=ds.y_train[ti],
+        y_train_clean=ds.y_train_clean[ti],
+        is_noisy=ds.is_noisy[ti],
+        x_val=ds.x_train[vi],
+        y_val=ds.y_train[vi],
+        y_val_clean=ds.y_train_clean[vi],
+        val_is_noisy=ds.is_noisy[vi],
+        split=Split(fraction=float(fraction), seed=int(seed), train_index=train_idx, val_index=val_idx),
+    )
 
 
 def load(
@@ -341,12 +456,19 @@ def load(
     noise: str | None = None,
     rate: float = 0.0,
     noise_seed: int = 0,
+    val_fraction: float = 0.1,
+    val_seed: int | None = None,
     device: torch.device | str | None = None,
     root: str | Path | None = None,
     download: bool = True,
     **options: Any,
 ) -> Dataset:
     """Load dataset ``name`` as tensors on ``device``, optionally with label noise.
+
+    The noise is drawn first (seed ``noise_seed``) on the whole training set; then
+    ``val_fraction`` of it (in [0, 0.5]; default 0.1, 0 for none) is held out as a
+    validation set, stratified by observed label, with seed ``val_seed`` (default:
+    ``noise_seed``, drawn from a different generator; see :func:`split_validation`).
 
     ``options`` go to the synthetic and scikit-learn loaders: ``gaussian(n, d, classes,
     separation, sigma, n_test, seed)``, ``digits(classes, test_fraction, images)``.
@@ -372,4 +494,5 @@ def load(
         ds = with_noise(ds, noise, rate, noise_seed)
     elif rate:
         raise ValueError(f"rate={rate} given without a noise kind; pass noise= one of the kinds")
+    ds = split_validation(ds, val_fraction, noise_seed if val_seed is None else val_seed)
     return ds.to(device) if device is not None else ds

@@ -9,6 +9,20 @@ result files. From a shell (this module's ``__main__`` is the runner's CLI)::
     python -m samlab.experiments list
     python -m samlab.experiments run memorisation --profile cpu
     python -m samlab.experiments table            # markdown table of every result file
+
+Evidence protocol (SCIENCE.md, "How samlab compares methods"): under ``cpu`` and ``gpu``
+every compared configuration has at least five seeds (:data:`SEEDS`; the hyperparameter
+search ``tuning-rho-30`` has three), and by default each seed draws its own label noise
+and validation split (``noise_seed=None``: the noise seed of seed s is s). ``smoke`` keeps
+one seed so that CI stays fast. Every run holds out ``val_fraction`` (10%) of the noisy
+training set for validation; epochs and hyperparameters are chosen on it.
+
+Shared runs: a run depends only on the experiment's data, noise, model, training
+settings, validation fraction and noise seed, on its method configuration and on its
+seed. Experiments that agree on all of these train *identical* runs under labels that
+:func:`shared_runs` lists (e.g. SGD and SAM of ``cheap-regularisers-30``,
+``beyond-sam-30`` and ``logit-jacobian-30``). A notebook that shows two such experiments
+must say that those runs are the same runs, not independent replications.
 """
 
 from __future__ import annotations
@@ -24,10 +38,20 @@ from samlab import profiles
 __all__ = [
     "EXPERIMENTS",
     "REGULARISERS",
+    "SEEDS",
+    "TUNING",
     "Experiment",
     "experiment",
     "get",
+    "shared_runs",
 ]
+
+#: the seeds of every compared configuration under ``cpu`` and ``gpu`` (``smoke``: seed 0 only)
+SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+def _seeds(profile: str) -> tuple[int, ...]:
+    return profiles.pick(profile=profile, smoke=(0,), cpu=SEEDS, gpu=SEEDS)
 
 
 @dataclass(frozen=True)
@@ -46,13 +70,35 @@ class Experiment:
     methods: dict[str, dict[str, Any]]
     fit: dict[str, Any]  #: FitConfig fields (epochs, batch_size, lr, ...)
     seeds: tuple[int, ...] = (0,)
-    noise_seed: int = 0
+    #: None (default): each seed s draws its own label noise and validation split, with noise
+    #: seed s; an int fixes one draw for every seed (only where an experiment studies that)
+    noise_seed: int | None = None
+    #: fraction of the noisy training set held out for validation (data.load's val_fraction)
+    val_fraction: float = 0.1
     model_options: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.noise_seed is not None and (isinstance(self.noise_seed, bool) or not isinstance(self.noise_seed, int) or self.noise_seed < 0):
+            raise ValueError(f"noise_seed must be None (one draw per seed) or an integer >= 0, got noise_seed={self.noise_seed!r}")
 
     def config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def noise_seed_of(self, seed: int) -> int:
+        """The noise (and validation-split) seed of run seed ``seed``: ``seed`` itself unless fixed."""
+        return seed if self.noise_seed is None else self.noise_seed
+
+
+_RUN_FIELDS = ("dataset", "noise", "rate", "model", "fit", "noise_seed", "val_fraction", "model_options", "data_options")
+
+
+def shared_runs(a: Experiment, b: Experiment) -> dict[str, str]:
+    """Labels of ``a`` -> labels of ``b`` whose runs are identical (same settings, method and fit
+    overrides), for the seeds the two experiments share. A notebook showing both must say so."""
+    if any(getattr(a, f) != getattr(b, f) for f in _RUN_FIELDS) or not set(a.seeds) & set(b.seeds):
+        return {}
+    return {la: lb for la, ca in a.methods.items() for lb, cb in b.methods.items() if ca == cb}
 
 #: name -> function(profile) -> Experiment
 EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {}
@@ -87,6 +133,7 @@ def memorisation(profile: str) -> Experiment:
         rate=0.4,
         model=profiles.pick(smoke="mlp", cpu="small-cnn", profile=profile),
         methods={"SGD": {"method": "sgd"}},
+        seeds=_seeds(profile),
         fit=profiles.pick(
             smoke={"epochs": 60, "lr": 0.1, "batch_size": 128},
             cpu={"epochs": 30, "lr": 0.05, "batch_size": 128},
@@ -119,6 +166,7 @@ def _logit_jacobian(profile: str, rate: float) -> Experiment:
             "L-SAM": {"method": "lsam", "rho": 0.01, "per_example": True},
             "J-SAM": {"method": "jsam", "rho": 0.01, "per_example": True},
         },
+        seeds=_seeds(profile),
         fit=pick(
             smoke={"epochs": 12, "lr": 0.1, "batch_size": 128},
             cpu={"epochs": 40, "lr": 0.05, "batch_size": 128},
@@ -191,7 +239,8 @@ def cheap_regularisers_30(profile: str) -> Experiment:
     Weight decay alone (10× the default), the last-layer weight-norm penalty γ_w, the
     feature-norm penalty γ_a (each at two strengths), both together, and the per-example
     weighted form of the two-layer derivation. Early stopping needs no run of its own: it
-    is read off SGD's history. Three seeds (``cpu``, ``gpu``), one under ``smoke``.
+    is read off SGD's history. Five seeds (``cpu``, ``gpu``), one under ``smoke``. SGD and
+    SAM are the very runs of ``logit-jacobian-30`` and ``beyond-sam-30`` (:func:`shared_runs`).
     """
     base = _logit_jacobian(profile, 0.3)
     return dataclasses.replace(
@@ -199,7 +248,6 @@ def cheap_regularisers_30(profile: str) -> Experiment:
         name="cheap-regularisers-30",
         description="SGD-cost regularisers vs SGD and SAM, 30% symmetric-flip noise",
         methods={"SGD": base.methods["SGD"], "SAM": base.methods["SAM"], **REGULARISERS},
-        seeds=profiles.pick(profile=profile, smoke=(0,), cpu=(0, 1, 2), gpu=(0, 1, 2)),
     )
 
 
@@ -247,6 +295,7 @@ def resnet18_cifar10_30(profile: str) -> Experiment:
             "J-SAM": {"method": "jsam", "rho": 0.01, "per_example": True, "chunk_size": chunk},
             "reg SGD": {"method": "regsgd", "gamma_w": 3e-3, "gamma_a": 3e-3},
         },
+        seeds=_seeds(profile),
         fit=pick(
             smoke={"epochs": 8, "lr": 0.05, "batch_size": 128, "schedule": "cosine", "augment": False, **fast_path},
             cpu={"epochs": 15, "lr": 0.05, "batch_size": 128, "schedule": "cosine", "augment": True},
@@ -266,7 +315,7 @@ def resnet18_cifar10_mini_30(profile: str) -> Experiment:
     An epoch is 39 steps, so SGD's 200 epochs take about 2 minutes of steps on an H100, and
     1-SAM and J-SAM (about 21× SGD's step there) about 40 minutes each: some 1.4 hours a
     seed (:func:`samlab.bench.training_hours` on ``data/results/gpu/bench.json``, notebook
-    04). Three seeds. ``cpu`` and ``smoke`` are those of
+    04); five seeds, about 7 hours. ``cpu`` and ``smoke`` are those of
     :func:`resnet18_cifar10_30`, whose ``cpu`` profile already trains on cifar10-mini.
     """
     base = resnet18_cifar10_30(profile)
@@ -278,42 +327,97 @@ def resnet18_cifar10_mini_30(profile: str) -> Experiment:
         name=name,
         description="ResNet-18 (GroupNorm) on cifar10-mini (Baek et al.'s 10% point), 30% symmetric-flip noise, the gpu protocol",
         dataset="cifar10-mini",
-        seeds=(0, 1, 2),
     )
 
 
-def _structured(profile: str, rate: float, seeds: tuple[int, ...]) -> Experiment:
+def _structured(profile: str, rate: float, noise: str = "asymmetric") -> Experiment:
     """Notebook 07: class-conditional (asymmetric) noise with the standard CIFAR-10 mapping.
 
-    Notebook 03's setting with the noise kind changed: SGD, SAM, per-example J-SAM, the
-    regulariser of notebook 05 (last-layer weight and feature norms) and SANER over SAM.
-    ``seeds`` apply under ``cpu`` and ``gpu``; ``smoke`` always has one seed.
+    Notebook 03's setting with the noise kind changed: SGD, SAM, 1-SAM and per-example
+    J-SAM at the same ρ = 0.01 (so that J-SAM is compared with the SAM it halves, not only
+    with batch SAM at ρ = 0.05), the regulariser of notebook 05 (last-layer weight and
+    feature norms) and SANER over SAM. Five seeds under ``cpu`` and ``gpu``, one under
+    ``smoke``. With ``noise="symmetric-flip"`` it builds the controls of notebook 07
+    (:func:`symmetric_10`, :func:`symmetric_20`).
     """
     base = _logit_jacobian(profile, rate)
+    name = f"asymmetric-{round(100 * rate)}" if noise == "asymmetric" else f"symmetric-{round(100 * rate)}"
+    what = "asymmetric (class-conditional)" if noise == "asymmetric" else "symmetric-flip (control for the asymmetric runs)"
     return dataclasses.replace(
         base,
-        name=f"asymmetric-{round(100 * rate)}",
-        description=f"structured noise: asymmetric (class-conditional) {rate:.0%}",
-        noise="asymmetric",
+        name=name,
+        description=f"structured noise: {what} {rate:.0%}",
+        noise=noise,
         methods={
             "SGD": base.methods["SGD"],
             "SAM": base.methods["SAM"],
+            "1-SAM": base.methods["1-SAM"],
             "J-SAM": base.methods["J-SAM"],
             "reg W+A 3e-3": REGULARISERS["reg W+A 3e-3"],
             "SANER(SAM)": {"method": "saner", "inner": {"method": "sam", "rho": 0.05}, "alpha": 0.5, "k": 20},
         },
-        seeds=profiles.pick(profile=profile, smoke=(0,), cpu=seeds, gpu=seeds),
     )
 
 
 @experiment
 def asymmetric_20(profile: str) -> Experiment:
-    return _structured(profile, 0.2, seeds=(0, 1, 2))
+    return _structured(profile, 0.2)
 
 
 @experiment
 def asymmetric_40(profile: str) -> Experiment:
-    return _structured(profile, 0.4, seeds=(0, 1, 2))
+    return _structured(profile, 0.4)
+
+
+@experiment
+def symmetric_10(profile: str) -> Experiment:
+    """Notebook 07's control for ``asymmetric-20``: symmetric-flip noise at its realised rate.
+
+    Asymmetric noise at rate r moves labels of five of the ten CIFAR-10 classes only, so
+    about r/2 of all labels are wrong: 10% at r = 20%. This control flips 10% of the labels
+    to a uniformly drawn other class, with the same methods, seeds and training, so that
+    "structured" is separated from "fewer wrong labels".
+    """
+    return _structured(profile, 0.1, noise="symmetric-flip")
+
+
+@experiment
+def symmetric_20(profile: str) -> Experiment:
+    """Notebook 07's control for ``asymmetric-40`` (realised rate 20%): see :func:`symmetric_10`."""
+    return _structured(profile, 0.2, noise="symmetric-flip")
+
+
+#: ``tuning-rho-30``'s grid: label -> method config. A label's *family* is its first word
+#: (``SAM``, ``1-SAM``, ``J-SAM``, ``reg``): :func:`samlab.results.select_on_validation`
+#: picks one label per family on validation accuracy.
+TUNING: dict[str, dict[str, Any]] = {
+    **{f"SAM ρ={r:g}": {"method": "sam", "rho": r} for r in (0.02, 0.05, 0.1)},
+    **{f"1-SAM ρ={r:g}": {"method": "sam", "rho": r, "m": 1} for r in (0.005, 0.01, 0.02)},
+    **{f"J-SAM ρ={r:g}": {"method": "jsam", "rho": r, "per_example": True} for r in (0.005, 0.01, 0.02)},
+    **{f"reg W+A {g:g}": {"method": "regsgd", "gamma_w": g, "gamma_a": g} for g in (1e-3, 1e-2)},
+}
+
+
+@experiment
+def tuning_rho_30(profile: str) -> Experiment:
+    """Hyperparameters chosen on validation accuracy, never on test accuracy: notebook 03's setting.
+
+    SAM ρ ∈ {0.02, 0.05, 0.1}, 1-SAM and per-example J-SAM ρ ∈ {0.005, 0.01, 0.02}, the
+    regulariser γ_w = γ_a ∈ {1e-3, 1e-2} (:data:`TUNING`). Each run reports its noisy
+    validation accuracy at its validation-chosen epoch (``val_acc``);
+    :func:`samlab.results.select_on_validation` picks, per family, the value with the
+    best mean over seeds; the test set plays no part in the choice. Three seeds (``cpu``,
+    ``gpu``): enough to rank a grid, not to make claims — claims about the chosen values
+    are made on the five seeds of the other experiments. One seed under ``smoke``.
+    """
+    base = _logit_jacobian(profile, 0.3)
+    return dataclasses.replace(
+        base,
+        name="tuning-rho-30",
+        description="hyperparameters chosen on noisy validation accuracy, 30% symmetric-flip noise",
+        methods=dict(TUNING),
+        seeds=profiles.pick(profile=profile, smoke=(0,), cpu=(0, 1, 2), gpu=(0, 1, 2)),
+    )
 
 
 def _beyond_sam(profile: str, rate: float) -> Experiment:
@@ -324,8 +428,9 @@ def _beyond_sam(profile: str, rate: float) -> Experiment:
     the direction differs from SAM); F-SAM σ = 1, λ = 0.95 (its defaults); OBF with samlab's
     defaults (the paper's ResNet values: ρ = 0.04, γ = 1e-12, chunks of 64); SANER α = 0.5
     reached after half the epochs (k = 20 of 40 on the CPU; the paper's k = 50 is for 200
-    epochs) over SAM and over F-SAM with their ρ. Three seeds (one under ``smoke``): the
-    differences between these methods are expected to be small.
+    epochs) over SAM and over F-SAM with their ρ. Five seeds (one under ``smoke``): the
+    differences between these methods are expected to be small. SGD and SAM are the very
+    runs of ``logit-jacobian-*`` and ``cheap-regularisers-30`` (:func:`shared_runs`).
     """
     base = _logit_jacobian(profile, rate)
     k = base.fit["epochs"] // 2
@@ -343,7 +448,6 @@ def _beyond_sam(profile: str, rate: float) -> Experiment:
             "SANER(SAM)": {"method": "saner", "inner": sam, "alpha": 0.5, "k": k},
             "SANER(F-SAM)": {"method": "saner", "inner": fsam, "alpha": 0.5, "k": k},
         },
-        seeds=profiles.pick(smoke=(0,), cpu=(0, 1, 2), profile=profile),
     )
 
 

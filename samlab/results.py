@@ -7,7 +7,8 @@ file renamed over the old one, so a reader never sees half a file) and happens u
 lock shared by every process that writes the same file, on one machine or on several
 sharing a file system (:func:`locked` says on which file systems). It also summarises a result
 (mean and spread over seeds, cost relative to SGD), prints its provenance, and writes
-the README's generated tables between their markers.
+the README's generated tables between their markers, and picks hyperparameters on
+validation accuracy (:func:`select_on_validation`).
 
 Taught in notebooks 03–07, which load committed results with :func:`load` and print
 :func:`describe` beside every figure.
@@ -21,12 +22,12 @@ import math
 import os
 import socket
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from samlab import data as data_mod
-from samlab import profiles
+from samlab import profiles, stats
 from samlab.train import History
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "load_bench",
     "locked",
     "path",
+    "select_on_validation",
     "short",
     "summarise",
     "table_markdown",
@@ -146,8 +148,31 @@ def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, Hist
     return out
 
 
+def _interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and half-width of the 95% t interval (``None`` for one value)."""
+    mean, half = stats.mean_interval(values)
+    return mean, (half if len(values) > 1 else None)
+
+
+def _last5(run: dict[str, Any]) -> float:
+    """A run's last-5 mean test accuracy; for files written before it was recorded, from the history
+    (the same definition: :meth:`samlab.train.History.last_mean`)."""
+    if run.get("last5_test_acc") is not None:
+        return run["last5_test_acc"]
+    records = [{k: (float("nan") if v is None else v) for k, v in rec.items()} for rec in run["history"]]
+    return History(records=records).last_mean("test_acc")
+
+
 def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: mean and std over seeds of best/final test accuracy, cost vs SGD."""
+    """One row per method: mean and spread over seeds of its accuracies, cost vs SGD.
+
+    ``best_*``/``final_*``: mean and standard deviation of the oracle maximum and the last
+    epoch's test accuracy (as before). ``val_mean``/``val_half``: mean and 95% t-interval
+    half-width of ``test_at_val`` (the test accuracy at the validation-chosen epoch; both
+    ``None`` for a file that predates the validation split, ``validation`` false);
+    ``last5_*``: the same for the last-5 mean test accuracy; ``oracle_*``: for the test-set
+    maximum. A half-width is ``None`` with one seed.
+    """
     by: dict[str, list[dict[str, Any]]] = {}
     for r in result["runs"]:
         by.setdefault(r["method"], []).append(r)
@@ -158,6 +183,10 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
         best = [r["best_test_acc"] for r in runs]
         final = [r["final_test_acc"] for r in runs]
         spe = statistics.mean(r["seconds_per_epoch"] for r in runs)
+        validation = all(r.get("test_at_val") is not None for r in runs)
+        val_mean, val_half = _interval([r["test_at_val"] for r in runs]) if validation else (None, None)
+        last5_mean, last5_half = _interval([_last5(r) for r in runs])
+        oracle_mean, oracle_half = _interval(best)
         rows.append(
             {
                 "method": label,
@@ -166,6 +195,13 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "best_std": statistics.stdev(best) if len(best) > 1 else 0.0,
                 "final_mean": statistics.mean(final),
                 "final_std": statistics.stdev(final) if len(final) > 1 else 0.0,
+                "validation": validation,
+                "val_mean": val_mean,
+                "val_half": val_half,
+                "last5_mean": last5_mean,
+                "last5_half": last5_half,
+                "oracle_mean": oracle_mean,
+                "oracle_half": oracle_half,
                 "seconds_per_epoch": spe,
                 "cost_vs_sgd": spe / sgd_time if sgd_time else None,
             }
@@ -173,22 +209,71 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def select_on_validation(result: dict[str, Any], family: Callable[[str], str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per method family, the label (hyperparameter value) with the best mean validation accuracy.
+
+    A run's validation accuracy is ``val_acc``: its accuracy on the noisy validation set at
+    its validation-chosen epoch (:meth:`samlab.train.History.summary`). Means are over the
+    seeds that every label of the family has run; the first label wins a tie. Test accuracy
+    is never read. ``family(label)`` names a label's family; default: the label's first
+    word (``"SAM ρ=0.05"`` -> ``"SAM"``, ``"reg W+A 1e-3"`` -> ``"reg"``: :data:`samlab.experiments.TUNING`).
+    Returns ``family -> {"label", "val_acc", "seeds", "candidates": {label: mean val_acc}}``.
+    """
+    family = family or (lambda label: label.split(" ")[0])
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    for r in result["runs"]:
+        if r.get("val_acc") is None:
+            raise ValueError(
+                f"result of {result.get('experiment')!r} has no val_acc for run ({r['method']}, seed {r['seed']}): "
+                f"it predates the validation split"
+            )
+        values.setdefault(family(r["method"]), {}).setdefault(r["method"], {})[r["seed"]] = float(r["val_acc"])
+    out = {}
+    for fam, labels in values.items():
+        seeds = sorted(set.intersection(*(set(v) for v in labels.values())))
+        if not seeds:
+            raise ValueError(f"the labels of family {fam!r} share no seed: {sorted(labels)}")
+        means = {label: sum(v[s] for s in seeds) / len(seeds) for label, v in labels.items()}
+        best = max(means, key=means.__getitem__)
+        out[fam] = {"label": best, "val_acc": means[best], "seeds": seeds, "candidates": means}
+    return out
+
+
+#: the note under the results table when a file has no validation split
+OLD_FILE_NOTE = (
+    "† predates the validation split (one noise draw for every seed, no held-out set): "
+    "no validation-selected accuracy; its last-5 mean is computed from the saved history."
+)
+
+
 def table_markdown(results: Sequence[dict[str, Any]]) -> str:
-    """A markdown table of several result files (the README's results table)."""
+    """A markdown table of several result files (the README's results table).
+
+    Per method: the test accuracy at the validation-chosen epoch (the reported accuracy)
+    and the mean test accuracy of the last 5 epochs, each as mean ± half-width of the 95%
+    t interval over seeds, and the oracle (test-set maximum, mean ± the same interval),
+    labelled as such. Files written before the validation split show "—†" and a note.
+    """
     lines = [
-        "| experiment | profile | data | method | seeds | best test acc | final test acc | s/epoch (× SGD) | hardware |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| experiment | profile | data | method | seeds | test acc at val. epoch | last-5 mean test acc | "
+        "oracle: max test acc | s/epoch (× SGD) | hardware |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    old = False
     for res in results:
         data_desc = f"{res['config']['dataset']}, {res['config']['noise']} {res['config']['rate']:.0%} (realised {res['realised_noise_rate']:.1%})"
         for row in summarise(res):
-            pm = lambda m, s: f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if row["seeds"] > 1 else "")  # noqa: E731
+            pm = lambda m, h: f"{100 * m:.1f}" + (f" ± {100 * h:.1f}" if h is not None else "")  # noqa: E731
             cost = f"{row['seconds_per_epoch']:.2f}" + (f" ({row['cost_vs_sgd']:.2f}×)" if row["cost_vs_sgd"] else "")
+            val = pm(row["val_mean"], row["val_half"]) if row["validation"] else "—†"
+            old = old or not row["validation"]
             lines.append(
                 f"| {res['experiment']} | {res['profile']} | {data_desc} | {row['method']} | {row['seeds']} | "
-                f"{pm(row['best_mean'], row['best_std'])} | {pm(row['final_mean'], row['final_std'])} | {cost} | "
-                f"{short(res)} |"
+                f"{val} | {pm(row['last5_mean'], row['last5_half'])} | {pm(row['oracle_mean'], row['oracle_half'])} | "
+                f"{cost} | {short(res)} |"
             )
+    if old:
+        lines += ["", OLD_FILE_NOTE]
     return "\n".join(lines)
 
 

@@ -10,9 +10,23 @@ Taught in notebooks 03–07, which load the committed result of the active profi
 
 A run writes ``data/results/<profile>/<name>.json`` (:mod:`samlab.results`) with the
 configuration, samlab version and git commit, hardware, and for every (method, seed) the
-full per-epoch history, best and final test accuracy, seconds per epoch and realised
-noise rate. The file is rewritten after every finished run, and every run checkpoints
-each epoch, so an interrupted ``run`` continues where it stopped when called again.
+full per-epoch history, its summary (:meth:`samlab.train.History.summary`: the
+validation-chosen epoch and the test accuracy there, the oracle maximum, last-5 means,
+...), seconds per epoch, and the run's noise: ``noise_seed``, the realised noise rate of
+its training part (``realised_noise_rate``) and of its validation part
+(``val_noise_rate``), and ``noise_confusion`` (counts of training examples by true and
+observed label).
+
+Noise per seed: unless the experiment fixes ``noise_seed``, seed s draws its own label
+noise and validation split with noise seed s (:meth:`samlab.experiments.Experiment.noise_seed_of`),
+so the dataset is built once per seed (runs are trained seed-major). The result-level
+``realised_noise_rate`` and ``val_noise_rate`` are the means over the experiment's seeds,
+``noise_confusion`` the sum of the seeds' counts, ``noise_seeds`` the seeds' noise seeds
+and ``dataset`` the description of the first seed's data; all are computed over every
+seed of the experiment, whichever seeds one process trains.
+
+The file is rewritten after every finished run, and every run checkpoints each epoch, so
+an interrupted ``run`` continues where it stopped when called again.
 Several processes may run disjoint parts of one experiment (``--only``, ``--seeds``):
 each merges its runs into the file under a lock.
 """
@@ -33,7 +47,29 @@ from samlab import data as data_mod
 from samlab import experiments, hardware, methods, models, profiles, provenance, results, train
 from samlab.confusion import confusion, confusion_counts
 
-__all__ = ["checkpoint_path", "load_or_run", "main", "run"]
+__all__ = ["checkpoint_path", "dataset_for_seed", "load_or_run", "main", "run"]
+
+
+def dataset_for_seed(exp: experiments.Experiment, seed: int, base: data_mod.Dataset | None = None) -> data_mod.Dataset:
+    """Run seed ``seed``'s data: ``exp``'s dataset with the noise and validation split of
+    ``exp.noise_seed_of(seed)`` (on the CPU). Equal to ``data.load(exp.dataset, noise=exp.noise,
+    rate=exp.rate, noise_seed=exp.noise_seed_of(seed), val_fraction=exp.val_fraction, ...)``;
+    ``base`` (the clean dataset without a split) saves reading it again."""
+    if base is None:
+        base = data_mod.load(exp.dataset, val_fraction=0.0, **exp.data_options)
+    noise_seed = exp.noise_seed_of(seed)
+    ds = data_mod.with_noise(base, exp.noise, exp.rate, noise_seed) if exp.noise is not None else base
+    return data_mod.split_validation(ds, exp.val_fraction, noise_seed)
+
+
+def _noise_record(ds: data_mod.Dataset, noise_seed: int) -> dict[str, Any]:
+    return {
+        "noise_seed": noise_seed,
+        "realised_noise_rate": ds.train_noise_rate,
+        "val_noise_rate": ds.val_noise_rate,
+        #: counts N[i][j] of training examples (validation excluded) of true class i given observed label j
+        "noise_confusion": confusion_counts(ds.y_train_clean, ds.y_train, ds.num_classes),
+    }
 
 
 def checkpoint_path(exp: experiments.Experiment, profile: str, label: str, seed: int, root: Path | None = None) -> Path:
@@ -46,9 +82,9 @@ def checkpoint_path(exp: experiments.Experiment, profile: str, label: str, seed:
 def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs already in the result file at ``path``, if it was written for ``config`` up to its seeds.
 
-    A run depends on its own seed only (model initialisation, batch order; the noise has its
-    own ``noise_seed``), so an experiment whose seeds were extended keeps its finished runs,
-    and one whose seeds were cut keeps those of the seeds left."""
+    A run depends on its own seed only (model initialisation, batch order, and its noise and
+    validation split, drawn with ``noise_seed_of(seed)``), so an experiment whose seeds were
+    extended keeps its finished runs, and one whose seeds were cut keeps those of the seeds left."""
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
@@ -93,17 +129,32 @@ def run(
     config = exp.config()
     order = [(label, seed) for label in exp.methods for seed in exp.seeds]
 
-    ds = data_mod.load(exp.dataset, noise=exp.noise, rate=exp.rate, noise_seed=exp.noise_seed, device=device, **exp.data_options)
+    base = data_mod.load(exp.dataset, val_fraction=0.0, **exp.data_options)
+    noise: dict[int, dict[str, Any]] = {}
+    first_description = ""
+    for seed in exp.seeds:  # every seed's draw, so that the result-level fields do not depend on who trains what
+        ds = dataset_for_seed(exp, seed, base)
+        noise[seed] = _noise_record(ds, exp.noise_seed_of(seed))
+        first_description = first_description or ds.describe()
+        del ds
+    per_seed = " (the first seed's data; each seed draws its own noise and validation split)" if exp.noise_seed is None and len(exp.seeds) > 1 else ""
+    val_rates = [n["val_noise_rate"] for n in noise.values() if n["val_noise_rate"] is not None]
     env = {k: v for k, v in provenance.record(device).items() if k != "profile"}
     result: dict[str, Any] = {
         "experiment": name,
         "description": exp.description,
         "profile": profile,
         "config": config,
-        "dataset": ds.describe(),
-        "realised_noise_rate": ds.noise.realised_rate if ds.noise else 0.0,
-        #: counts N[i][j] of training examples of true class i given observed label j
-        "noise_confusion": confusion_counts(ds.y_train_clean, ds.y_train, ds.num_classes),
+        "dataset": first_description + per_seed,
+        "noise_seeds": [noise[seed]["noise_seed"] for seed in exp.seeds],
+        #: mean over the experiment's seeds of each seed's training-part noise rate
+        "realised_noise_rate": sum(n["realised_noise_rate"] for n in noise.values()) / len(noise),
+        "val_noise_rate": sum(val_rates) / len(val_rates) if val_rates else None,
+        #: sum over the experiment's seeds of N[i][j]: training examples of true class i given observed label j
+        "noise_confusion": [
+            [sum(n["noise_confusion"][i][j] for n in noise.values()) for j in range(base.num_classes)]
+            for i in range(base.num_classes)
+        ],
         **env,
         "command": f"python -m samlab.experiments run {name} --profile {profile}",
         "runs": [],
@@ -114,10 +165,14 @@ def run(
         runs = {**(_finished(path, config) if save else {}), **mine}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
-    # Seed-major, so that an interrupted sweep has every method for its first seeds.
+    # Seed-major, so that an interrupted sweep has every method for its first seeds; one dataset per seed.
+    ds, ds_seed = None, None
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
         if label not in labels or seed not in wanted_seeds or (save and (label, seed) in _finished(path, config)):
             continue
+        if ds_seed != seed:
+            ds, ds_seed = None, None  # free the previous seed's tensors first
+            ds, ds_seed = dataset_for_seed(exp, seed, base).to(device), seed
         method_cfg = {k: v for k, v in exp.methods[label].items() if k != "fit"}
         fit_overrides = exp.methods[label].get("fit", {})
         method = methods.get(method_cfg)
@@ -134,6 +189,8 @@ def run(
             "fit_overrides": fit_overrides,
             "seed": seed,
             **history.summary(),
+            "dataset": ds.describe(),
+            **noise[seed],
             "wall_seconds": time.perf_counter() - t0,
             "hardware": env["hardware"],
             "git_commit": env["git_commit"],
@@ -220,7 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"{name}: {results.path(name, res['profile'])}")
             for row in results.summarise(res):
-                print(f"  {row['method']:16s} best {row['best_mean']:.3f}  final {row['final_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
+                at_val = f"{row['val_mean']:.3f}" if row["validation"] else "  -  "
+                print(f"  {row['method']:16s} at val. epoch {at_val}  last-5 {row['last5_mean']:.3f}  "
+                      f"oracle max {row['oracle_mean']:.3f}  {row['seconds_per_epoch']:.2f} s/epoch")
         return 0
     table = results.committed_table(args.profile)
     if args.readme:

@@ -8,7 +8,11 @@ examples (``clean_fit``), the accuracy on noisy examples against their *observed
 (``noisy_fit``, memorisation) and against their *true* labels (``noisy_true``), the mean
 losses of both groups, the test accuracy and loss, the last-layer weight norm
 (``head_norm``) and the mean penultimate feature norm (``feature_norm``), the learning
-rate and the wall time. Epoch 0 is the initial model. Methods that report numbers in
+rate and the wall time. When the dataset has a validation split (:func:`samlab.data.load`'s
+``val_fraction``), also the validation accuracy against the *observed*, noisy labels
+(``val_acc``: what a practitioner can measure), against the true labels
+(``val_acc_clean``: a teaching quantity, unavailable in practice) and the validation
+loss against the observed labels (``val_loss``). Epoch 0 is the initial model. Methods that report numbers in
 ``StepInfo.extras`` (F-SAM's ``cos_g_ema``, SANER's ``frac_shrunk``, ...) get their mean
 over the epoch's steps recorded as ``step_<name>`` (NaN values are left out of the mean;
 a key that was NaN at every step records NaN); epoch 0 has none.
@@ -60,7 +64,7 @@ from samlab.data import Dataset
 from samlab.losses import per_example_loss, predictions
 from samlab.methods.base import Method
 
-__all__ = ["SCHEDULES", "FitConfig", "History", "epoch_batches", "evaluate", "fit"]
+__all__ = ["LAST", "SCHEDULES", "SMOOTHING", "FitConfig", "History", "epoch_batches", "evaluate", "fit", "smoothed"]
 
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -118,9 +122,50 @@ class FitConfig:
         return 1.0
 
 
+#: how many epochs the centred moving average of the validation accuracy spans (see History.val_epoch)
+SMOOTHING = 3
+#: how many final epochs History.last5_test_acc averages over
+LAST = 5
+
+
+def smoothed(values: list[float], width: int = SMOOTHING) -> list[float]:
+    """Centred moving average over ``width`` (odd) consecutive values, truncated at the ends.
+
+    Entry i is the mean of ``values[i - h : i + h + 1]`` (h = width // 2) clipped to the
+    list: with width 3, the first entry averages values 0 and 1, the last the final two.
+    """
+    if width < 1 or width % 2 == 0:
+        raise ValueError(f"width must be an odd integer >= 1, got width={width}")
+    h = width // 2
+    out = []
+    for i in range(len(values)):
+        window = values[max(0, i - h) : i + h + 1]
+        out.append(sum(window) / len(window))
+    return out
+
+
 @dataclass
 class History:
-    """Per-epoch records (a list of dicts) plus the run's description."""
+    """Per-epoch records (a list of dicts) plus the run's description.
+
+    What a run reports (:meth:`summary`):
+
+    * ``val_epoch``: the epoch with the best *smoothed* noisy-validation accuracy — the
+      centred moving average of ``val_acc`` over 3 epochs, truncated at the ends
+      (:func:`smoothed`), over every recorded epoch including epoch 0; the earliest such
+      epoch on a tie. ``test_at_val``: the raw test accuracy at that epoch — **the reported
+      accuracy of a run** (early stopping on a held-out noisy validation set).
+      ``val_acc``: the raw validation accuracy at that epoch (what hyperparameters are
+      chosen on). ``None`` for all three without a validation split.
+    * ``oracle_test_acc`` and ``oracle_epoch``: the test-set maximum over epochs and its
+      epoch — an *oracle* (it chooses the epoch on the test set); report it only beside
+      ``test_at_val``, labelled. ``best_test_acc``/``best_epoch`` are the same numbers
+      under their older names, kept so that old result files and notebooks still read.
+    * ``last5_test_acc`` and ``last5_noisy_fit``: means over the last 5 trained epochs (all
+      of them if fewer) of the test accuracy and of the noisy fit: "final" numbers that
+      do not depend on one epoch of an oscillating curve. ``final_test_acc`` and the
+      other ``final_*`` keys are the last epoch's values, as before.
+    """
 
     records: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -144,8 +189,38 @@ class History:
     def final_test_acc(self) -> float:
         return self.records[-1]["test_acc"]
 
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.records) and all(r.get("val_acc") is not None for r in self.records)
+
+    @property
+    def val_epoch(self) -> int | None:
+        """The epoch with the best smoothed noisy-validation accuracy (``None`` without validation)."""
+        if not self.has_validation:
+            return None
+        s = smoothed(self.column("val_acc"))
+        return int(self.records[max(range(len(s)), key=s.__getitem__)]["epoch"])
+
+    def at_epoch(self, epoch: int) -> dict[str, float]:
+        return next(r for r in self.records if r["epoch"] == epoch)
+
+    def last_mean(self, key: str, last: int = LAST) -> float:
+        """Mean of ``key`` over the last ``last`` trained epochs (epoch 0 excluded; all of them if fewer)."""
+        trained = [r[key] for r in self.records if r["epoch"] > 0] or [self.records[-1][key]]
+        window = trained[-last:]
+        return sum(window) / len(window)
+
     def summary(self) -> dict[str, float]:
+        val_epoch = self.val_epoch
+        at_val = self.at_epoch(val_epoch) if val_epoch is not None else None
         return {
+            "val_epoch": val_epoch,
+            "test_at_val": at_val["test_acc"] if at_val else None,
+            "val_acc": at_val["val_acc"] if at_val else None,
+            "oracle_test_acc": self.best_test_acc,
+            "oracle_epoch": self.best_epoch,
+            "last5_test_acc": self.last_mean("test_acc"),
+            "last5_noisy_fit": self.last_mean("noisy_fit"),
             "best_test_acc": self.best_test_acc,
             "best_epoch": self.best_epoch,
             "final_test_acc": self.final_test_acc,
@@ -205,11 +280,21 @@ def evaluate(
 
     train_logits, feat_norms = run(data.x_train)
     test_logits, _ = run(data.x_test)
+    val: dict[str, float] = {}
+    if data.has_validation:
+        val_logits, _ = run(data.x_val)
+        val_pred = predictions(val_logits)
+        val = {
+            "val_acc": float((val_pred == data.y_val).float().mean()),
+            "val_acc_clean": float((val_pred == data.y_val_clean).float().mean()),
+            "val_loss": float(per_example_loss(val_logits, data.y_val).mean()),
+        }
     model.train(was_training)
     pred = predictions(train_logits)
     loss = per_example_loss(train_logits, data.y_train)
     clean, noisy = ~data.is_noisy, data.is_noisy
     return {
+        **val,
         "train_acc": float((pred == data.y_train).float().mean()),
         "train_eval_loss": float(loss.mean()),
         "clean_fit": _group_mean(pred == data.y_train, clean),

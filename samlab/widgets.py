@@ -33,7 +33,8 @@ def linear_runs(
 ) -> tuple[dict[str, History], float]:
     """GD and 1-SAM at ``rho`` on the mixture with ``rate`` symmetric-flip noise, and the
     mean ‖x‖ of its training inputs. Cached: moving a slider back costs nothing."""
-    ds = _data.load("gaussian", n=n, d=d, separation=separation, noise="symmetric-flip", rate=rate, noise_seed=noise_seed)
+    ds = _data.load("gaussian", n=n, d=d, separation=separation, noise="symmetric-flip", rate=rate, noise_seed=noise_seed,
+                    val_fraction=0.0)  # notebook 01: the full-batch linear model sees every example
     runs = run_linear_grid(ds, [rho], epochs=epochs, lr=lr, every=every, batch_sam=False)
     return runs, float(torch.linalg.vector_norm(ds.x_train, dim=1).mean())
 

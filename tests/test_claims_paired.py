@@ -1,4 +1,4 @@
-"""Paired-seed comparisons (notebook 06) on hand-made result dicts, checked against scipy's paired t statistic."""
+"""Paired-seed comparisons (notebook 06) on hand-made result dicts, checked against scipy (paired t) and Holm written out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from samlab.claims import paired_claims, paired_differences, report
+import numpy as np
+
+from samlab.claims import paired_claims, paired_differences, paired_family, report
 
 
 def _run(method: str, seed: int, best: float, final: float | None = None, noisy: float = 0.5) -> dict:
@@ -33,48 +35,95 @@ def test_differences_are_per_seed_over_shared_seeds():
     assert paired_differences(RESULT, "SAM", "SGD", "final_noisy_fit") == pytest.approx([-0.20, -0.20, -0.17])
 
 
-def test_claims_match_a_paired_t_statistic():
+def _scipy_holm(pvalues):
+    """Holm's step-down correction written out independently (numpy), NaN as 1."""
+    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=1.0)
+    order = np.argsort(p, kind="stable")
+    adj = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def test_claims_are_paired_t_tests_with_holm_over_the_family():
     scipy_stats = pytest.importorskip("scipy.stats")
-    claims = {c["claim"].split("'")[0]: c for c in paired_claims(RESULT, "SAM")}
-    assert set(claims) == {"SGD", "B", "C", "D"}
-    for label in ("B", "C", "SGD"):
-        d = paired_differences(RESULT, label, "SAM")
-        t = scipy_stats.ttest_rel([r["best_test_acc"] for r in RESULT["runs"] if r["method"] == label],
-                                  [r["best_test_acc"] for r in RESULT["runs"] if r["method"] == "SAM"]).statistic
-        # mean / se is the paired t statistic
-        assert claims[label]["mean_difference"] / claims[label]["stderr"] == pytest.approx(t)
-        assert claims[label]["holds"] == (t > 2)
-        assert claims[label]["mean_difference"] == pytest.approx(sum(d) / 3)
-    assert claims["B"]["holds"] and not claims["C"]["holds"] and not claims["SGD"]["holds"]
+    claims = {c["method"]: c for c in paired_claims(RESULT, "SAM")}
+    assert list(claims) == ["SGD", "B", "C", "D"]
+    value = lambda m: [r["best_test_acc"] for r in RESULT["runs"] if r["method"] == m]  # noqa: E731
+    ref = {m: scipy_stats.ttest_rel(value(m), value("SAM")) for m in ("SGD", "B", "C")}
+    holm = dict(zip(["SGD", "B", "C", "D"], _scipy_holm([ref["SGD"].pvalue, ref["B"].pvalue, ref["C"].pvalue, math.nan])))
+    for m in ("SGD", "B", "C"):
+        c = claims[m]
+        assert c["t"] == pytest.approx(ref[m].statistic) and c["df"] == 2 and c["p"] == pytest.approx(ref[m].pvalue)
+        assert c["mean_difference"] / c["stderr"] == pytest.approx(ref[m].statistic)
+        assert c["ci"] == pytest.approx(tuple(ref[m].confidence_interval(0.95)))
+        assert c["p_holm"] == pytest.approx(holm[m])
+        assert c["holds"] == (holm[m] < 0.05 and c["mean_difference"] > 0)
+        assert c["key"] == (m, "best_test_acc") and c["family_size"] == 4
+    # B is one point above SAM on each of three seeds: p = 0.034 alone, but Holm over four claims
+    # (and t with 2 degrees of freedom, not z = 2) leaves it not established
+    assert ref["B"].pvalue < 0.05 and not claims["B"]["holds"] and claims["B"]["verdict"] == "not established"
+    # SGD is below SAM: a small p, the wrong sign for "above"
+    assert claims["SGD"]["mean_difference"] < 0 and not claims["SGD"]["holds"]
     # one seed: no standard error, so never "beyond the noise", however large the gap
-    assert not claims["D"]["holds"] and math.isinf(claims["D"]["stderr"]) and "1 seed" in claims["D"]["evidence"]
+    assert not claims["D"]["holds"] and math.isinf(claims["D"]["stderr"]) and "n=1: no paired test" in claims["D"]["evidence"]
 
 
 def test_noisy_fit_improvement_is_a_decrease():
-    claims = {c["claim"].split("'")[0]: c for c in paired_claims(RESULT, "SGD", key="final_noisy_fit")}
-    assert claims["SAM"]["holds"]                # 0.20, 0.20, 0.17 lower than SGD: far beyond the noise
-    assert claims["SAM"]["mean_difference"] == pytest.approx(-0.19)
-    assert "below" in claims["SAM"]["claim"]
-    assert claims["B"]["holds"]                  # -0.10, -0.27, -0.17: mean 0.18 lower, s.e. 0.049 (t = 3.6)
+    claims = {c["method"]: c for c in paired_claims(RESULT, "SGD", key="final_noisy_fit")}
+    assert claims["SAM"]["mean_difference"] == pytest.approx(-0.19)  # 0.20, 0.20, 0.17 lower than SGD
+    assert claims["SAM"]["direction"] == "less" and "below" in claims["SAM"]["claim"]
+    # t = -19 with 2 df: p = 0.0028; Holm over four claims (C: p = 0.0025, B: 0.068, D: none) gives 0.010
+    assert claims["SAM"]["holds"] and claims["C"]["holds"]
+    assert not claims["B"]["holds"]              # -0.10, -0.27, -0.17: t = -3.6, p = 0.068 before correction
     assert not claims["D"]["holds"]              # one seed
+
+
+def test_a_family_across_results_and_keys_is_corrected_together():
+    fam = paired_family([(RESULT, "B", "SAM", "best_test_acc"), (RESULT, "SAM", "SGD", "final_noisy_fit"),
+                         (RESULT, "SAM", "SGD", "best_test_acc", "less")])
+    assert list(fam) == [("x", "B", "SAM", "best_test_acc", "greater"), ("x", "SAM", "SGD", "final_noisy_fit", "less"),
+                         ("x", "SAM", "SGD", "best_test_acc", "less")]
+    alone = {c["method"]: c for c in paired_claims(RESULT, "SAM")}
+    assert fam["x", "B", "SAM", "best_test_acc", "greater"]["p"] == pytest.approx(alone["B"]["p"])
+    assert all(c["family_size"] == 3 for c in fam.values())
+    # SAM is above SGD in best accuracy on every seed: the claim that it is *below* is not established
+    wrong = fam["x", "SAM", "SGD", "best_test_acc", "less"]
+    assert wrong["mean_difference"] > 0 and not wrong["holds"]
+    with pytest.raises(ValueError, match="direction must be one of"):
+        paired_family([(RESULT, "B", "SAM", "best_test_acc", "up")])
+    with pytest.raises(ValueError, match="appears twice"):
+        paired_family([(RESULT, "B", "SAM", "best_test_acc")] * 2)
+
+
+def test_validation_quantities_and_old_files():
+    runs = [dict(r, test_at_val=r["best_test_acc"] - 0.01, last5_test_acc=r["final_test_acc"]) for r in RESULT["runs"]]
+    new = {**RESULT, "runs": runs}
+    assert paired_differences(new, "B", "SAM", "test_at_val") == pytest.approx([0.01, 0.015, 0.008])
+    assert paired_differences(new, "B", "SAM", "last5_test_acc") == pytest.approx([0.01, 0.015, 0.008])
+    assert paired_differences(RESULT, "B", "SAM", "oracle_test_acc") == pytest.approx([0.01, 0.015, 0.008])  # = best_test_acc
+    with pytest.raises(ValueError, match="predates the validation split"):
+        paired_differences(RESULT, "B", "SAM", "test_at_val")
+
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="key must be one of"):
         paired_differences(RESULT, "B", "SAM", key="accuracy")
-    with pytest.raises(ValueError, match="z must be > 0"):
-        paired_claims(RESULT, z=0)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        paired_claims(RESULT, alpha=0)
     with pytest.raises(ValueError, match="'E'"):
         paired_differences(RESULT, "E", "SAM")
 
 
 def test_report_prints_one_marked_line_per_claim_with_its_evidence():
-    claims = paired_claims(RESULT, "SAM", "best_test_acc")  # SGD, B, C, D: in the order of the runs
-    assert [c["method"] for c in claims] == ["SGD", "B", "C", "D"]
+    claims = paired_claims(RESULT, "SGD", "final_noisy_fit")  # SAM, B, C, D: in the order of the runs
+    assert [c["method"] for c in claims] == ["SAM", "B", "C", "D"]
     lines = report(claims).splitlines()
     assert len(lines) == len(claims) == 4
-    assert lines[1].startswith("✓ holds   B's best test accuracy is above SAM's (paired over seeds)  [")
-    assert lines[2].startswith("✗ no      C's best test accuracy is above SAM's")
-    assert lines[3].endswith("(1 seed: no standard error)]")
+    assert lines[0].startswith("✓ holds             SAM's final noisy fit is below SGD's (paired over seeds)  [")
+    assert "paired t test, n=3" in lines[0] and "df=2" in lines[0] and "Holm p=" in lines[0] and "95% CI" in lines[0]
+    assert lines[1].startswith("✗ not established   B's final noisy fit is below SGD's")
+    assert lines[3].endswith("-> not established]")
     assert report([]) == ""
 
 
@@ -92,7 +141,8 @@ def test_source_class_accuracy_is_paired_per_seed_from_each_runs_test_confusion(
     # by hand: SAM − SGD on class 0 = (4−6, 4−5, 5−7) / 10
     assert paired_differences(result, "SAM", "SGD", "final_source_acc") == pytest.approx([-0.2, -0.1, -0.2])
     [sgd_vs_sam] = paired_claims(result, "SAM", "final_source_acc")
-    assert sgd_vs_sam["method"] == "SGD" and sgd_vs_sam["holds"]  # +0.167 ± 0.033: beyond 2 s.e.
+    # +0.167 ± 0.033 (s.e.): t = 5.0 with 2 df, p = 0.038, a family of one
+    assert sgd_vs_sam["method"] == "SGD" and sgd_vs_sam["holds"] and sgd_vs_sam["p_holm"] == pytest.approx(sgd_vs_sam["p"])
     assert sgd_vs_sam["claim"] == "SGD's final accuracy on the classes that lose labels is above SAM's (paired over seeds)"
     no_sources = {**result, "noise_confusion": [[100, 0, 0], [0, 100, 0], [0, 0, 100]]}
     with pytest.raises(ValueError, match="no test images of a class that loses labels"):

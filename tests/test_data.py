@@ -36,6 +36,13 @@ NORM = {
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+def _load(*args, **kwargs) -> data.Dataset:
+    """data.load without a validation split: these tests check the datasets themselves
+    (the split is tested in tests/test_validation_split.py)."""
+    kwargs.setdefault("val_fraction", 0.0)
+    return data.load(*args, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # Writers for the real on-disk formats
 # --------------------------------------------------------------------------------------------
@@ -242,7 +249,7 @@ def test_fake_mnist_headers_are_big_endian_idx(tmp_path):
 def test_cifar10_from_real_format(tmp_path, monkeypatch, offline, download):
     fake = write_cifar10(tmp_path)
     fake.use_checksums(monkeypatch)
-    ds = data.load("cifar10", root=tmp_path, download=download)
+    ds = _load("cifar10", root=tmp_path, download=download)
     assert offline == []  # files present: nothing downloaded, even with download=True
     assert ds.name == "cifar10" and ds.num_classes == 10
     assert ds.x_train.shape == (35, 3, 32, 32) and ds.x_test.shape == (6, 3, 32, 32)
@@ -268,7 +275,7 @@ def test_cifar10_from_real_format(tmp_path, monkeypatch, offline, download):
 def test_cifar100_uses_fine_labels(tmp_path, monkeypatch, offline):
     fake = write_cifar100(tmp_path)
     fake.use_checksums(monkeypatch)
-    ds = data.load("cifar100", root=tmp_path, download=False)
+    ds = _load("cifar100", root=tmp_path, download=False)
     assert ds.num_classes == 100
     assert ds.x_train.shape == (9, 3, 32, 32) and ds.x_test.shape == (5, 3, 32, 32)
     np.testing.assert_array_equal(_pixels(ds.x_train, "cifar100"), _chw(fake.train[0][0]))
@@ -279,7 +286,7 @@ def test_cifar100_uses_fine_labels(tmp_path, monkeypatch, offline):
 
 def test_mnist_from_real_format(tmp_path, offline):
     arrays = write_mnist(tmp_path)
-    ds = data.load("mnist", root=tmp_path, download=True)
+    ds = _load("mnist", root=tmp_path, download=True)
     assert offline == []
     assert ds.num_classes == 10 and ds.input_shape == (1, 28, 28)
     assert ds.x_train.shape == (12, 1, 28, 28) and ds.x_test.shape == (8, 1, 28, 28)
@@ -298,7 +305,7 @@ def test_corrupted_cifar_file_is_not_loaded(tmp_path, monkeypatch, offline):
     raw[-100] ^= 1
     batch.write_bytes(bytes(raw))
     with pytest.raises(data.DatasetUnavailableError, match="download=True"):
-        data.load("cifar10", root=tmp_path, download=False)
+        _load("cifar10", root=tmp_path, download=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +320,7 @@ def test_corrupted_cifar_file_is_not_loaded(tmp_path, monkeypatch, offline):
 def test_offline_download_raises_with_advice(tmp_path, offline, name, host):
     root = tmp_path / "empty"
     with pytest.raises(data.DatasetUnavailableError) as err:
-        data.load(name, root=root, download=True)
+        _load(name, root=root, download=True)
     msg = str(err.value)
     assert "Could not download" in msg and str(root) in msg
     assert "offline" in msg and "copy" in msg  # what happened, and what to do
@@ -323,7 +330,7 @@ def test_offline_download_raises_with_advice(tmp_path, offline, name, host):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist"])
 def test_missing_without_download_raises_clearly(tmp_path, offline, name):
     with pytest.raises(data.DatasetUnavailableError) as err:
-        data.load(name, root=tmp_path, download=False)
+        _load(name, root=tmp_path, download=False)
     msg = str(err.value)
     assert name in msg and str(tmp_path) in msg and "download=False" in msg and "download=True" in msg
     assert offline == []
@@ -332,7 +339,7 @@ def test_missing_without_download_raises_clearly(tmp_path, offline, name):
 @pytest.mark.parametrize("name", ["cifar10-mini", "mnist-mini"])
 def test_offline_mini_says_a_cache_file_would_do(tmp_path, offline, name):
     with pytest.raises(data.DatasetUnavailableError) as err:
-        data.load(name, root=tmp_path, download=True)
+        _load(name, root=tmp_path, download=True)
     msg = str(err.value)
     assert "Could not download" in msg and str(tmp_path / f"{name}.npz") in msg
     assert not (tmp_path / f"{name}.npz").exists()
@@ -433,7 +440,7 @@ def _assert_matches(ds: data.Dataset, case: MiniCase) -> None:
 def test_mini_is_derived_cached_and_read_back(mini, tmp_path, monkeypatch, offline):
     mini.use_fixture_hashes(monkeypatch)
     root = mini.root_with_full_dataset(tmp_path / "root", monkeypatch)
-    ds = data.load(mini.name, root=root, download=True)
+    ds = _load(mini.name, root=root, download=True)
     assert offline == []
     _assert_matches(ds, mini)
 
@@ -448,7 +455,7 @@ def test_mini_is_derived_cached_and_read_back(mini, tmp_path, monkeypatch, offli
     # the second load reads the cache: the full dataset is gone and torchvision is off limits
     (root / mini.source.name).unlink()
     _no_torchvision(monkeypatch)
-    again = data.load(mini.name, root=root, download=False)
+    again = _load(mini.name, root=root, download=False)
     _assert_matches(again, mini)
     assert torch.equal(again.x_train, ds.x_train)
 
@@ -463,7 +470,7 @@ def test_mini_tampered_cache_is_rejected(mini, tmp_path, monkeypatch, key, where
     cache = tmp_path / f"{mini.name}.npz"
     np.savez(cache, **arrays)
     with pytest.raises(ValueError) as err:
-        data.load(mini.name, root=tmp_path, download=False)
+        _load(mini.name, root=tmp_path, download=False)
     msg = str(err.value)
     assert repr(key) in msg and str(cache) in msg
     assert "Delete" in msg and "again" in msg  # what to do
@@ -475,7 +482,7 @@ def test_mini_cache_missing_an_array_is_rejected(mini, tmp_path, monkeypatch):
     arrays = {k: v for k, v in mini.expected.items() if k != "y_train"}
     np.savez(tmp_path / f"{mini.name}.npz", **arrays)
     with pytest.raises(ValueError, match="'y_train'"):
-        data.load(mini.name, root=tmp_path, download=False)
+        _load(mini.name, root=tmp_path, download=False)
 
 
 def test_mini_unreadable_cache_is_rejected(tmp_path, monkeypatch):
@@ -483,14 +490,14 @@ def test_mini_unreadable_cache_is_rejected(tmp_path, monkeypatch):
     cache = tmp_path / "mnist-mini.npz"
     cache.write_bytes(b"PK\x03\x04 this is not a zip file")
     with pytest.raises(ValueError, match="Delete"):
-        data.load("mnist-mini", root=tmp_path, download=False)
+        _load("mnist-mini", root=tmp_path, download=False)
 
 
 def test_mini_user_placed_cache_is_accepted_without_download(mini, tmp_path, monkeypatch, offline):
     mini.use_fixture_hashes(monkeypatch)
     _no_torchvision(monkeypatch)
     np.savez(tmp_path / f"{mini.name}.npz", **mini.expected)
-    ds = data.load(mini.name, root=tmp_path, download=False)
+    ds = _load(mini.name, root=tmp_path, download=False)
     _assert_matches(ds, mini)
     assert offline == []
 
@@ -499,7 +506,7 @@ def test_mini_from_a_non_official_full_dataset_is_rejected(mini, tmp_path, monke
     # the real hashes from the definition: random fake images cannot match them
     root = mini.root_with_full_dataset(tmp_path / "root", monkeypatch)
     with pytest.raises(ValueError) as err:
-        data.load(mini.name, root=root, download=False)
+        _load(mini.name, root=root, download=False)
     assert "differ from the official" in str(err.value) and "x_train" in str(err.value)
     assert not (root / f"{mini.name}.npz").exists()
 
@@ -509,7 +516,7 @@ def test_mini_cache_found_through_samlab_data(mini, data_home, monkeypatch):
     _no_torchvision(monkeypatch)
     np.savez(data_home / f"{mini.name}.npz", **mini.expected)
     assert data.data_root() == data_home
-    _assert_matches(data.load(mini.name, download=False), mini)
+    _assert_matches(_load(mini.name, download=False), mini)
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,7 +553,7 @@ def test_shared_mini_file_loads_as_documented(name, shared_data_dir, tmp_path, m
         for key, shape in README_SHAPES[name].items():
             assert f[key].shape == shape and f[key].dtype == (np.uint8 if key[0] == "x" else np.int64)
     _no_torchvision(monkeypatch)
-    ds = data.load(name, root=tmp_path, download=False)
+    ds = _load(name, root=tmp_path, download=False)
     assert offline == []
     img = (3, 32, 32) if name.startswith("cifar") else (1, 28, 28)
     assert ds.input_shape == img and ds.num_classes == 10
@@ -565,28 +572,28 @@ def test_shared_mini_file_loads_as_documented(name, shared_data_dir, tmp_path, m
 
 
 def test_gaussian_shapes_defaults_and_determinism():
-    ds = data.load("gaussian")
+    ds = _load("gaussian")
     assert ds.x_train.shape == (1000, 20) and ds.x_test.shape == (2000, 20)
     assert ds.num_classes == 2 and set(ds.y_train.tolist()) == {0, 1}
     assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
-    same = data.load("gaussian")
-    other = data.load("gaussian", seed=1)
+    same = _load("gaussian")
+    other = _load("gaussian", seed=1)
     assert torch.equal(ds.x_train, same.x_train) and torch.equal(ds.y_test, same.y_test)
     assert not torch.equal(ds.x_train, other.x_train)
-    small = data.load("gaussian", n=50, d=3, classes=3, n_test=7, seed=4)
+    small = _load("gaussian", n=50, d=3, classes=3, n_test=7, seed=4)
     assert small.x_train.shape == (50, 3) and small.x_test.shape == (7, 3) and small.num_classes == 3
 
 
 def test_gaussian_geometry_matches_its_definition():
     """Two classes: means ±(s/2) e1; K classes: every pair of means s apart; noise sigma."""
-    ds = data.load("gaussian", n=40000, d=5, separation=4.0, sigma=0.5, n_test=10)
+    ds = _load("gaussian", n=40000, d=5, separation=4.0, sigma=0.5, n_test=10)
     x, y = ds.x_train.double(), ds.y_train
     tol = 6 * 0.5 / (20000**0.5)
     e1 = torch.tensor([1.0, 0, 0, 0, 0], dtype=torch.float64)
     torch.testing.assert_close(x[y == 0].mean(0), -2.0 * e1, atol=tol, rtol=0)
     torch.testing.assert_close(x[y == 1].mean(0), 2.0 * e1, atol=tol, rtol=0)
     assert float((x[y == 0] - x[y == 0].mean(0)).std()) == pytest.approx(0.5, rel=0.02)
-    k = data.load("gaussian", n=30000, d=6, classes=4, separation=3.0, n_test=10)
+    k = _load("gaussian", n=30000, d=6, classes=4, separation=3.0, n_test=10)
     means = torch.stack([k.x_train[k.y_train == c].double().mean(0) for c in range(4)])
     dist = torch.cdist(means, means)
     off = dist[~torch.eye(4, dtype=torch.bool)]
@@ -605,7 +612,7 @@ def test_gaussian_geometry_matches_its_definition():
 )
 def test_gaussian_bad_options(options, param):
     with pytest.raises(ValueError, match=rf"\b{param}\b"):
-        data.load("gaussian", **options)
+        _load("gaussian", **options)
 
 
 def _rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -618,7 +625,7 @@ def test_digits_is_sklearns_bundled_set():
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    ds = data.load("digits")
+    ds = _load("digits")
     assert ds.num_classes == 10 and ds.input_shape == (64,)
     assert len(ds.y_test) == round(0.25 * 1797) and len(ds.y_train) + len(ds.y_test) == 1797
     ours = _rows(
@@ -626,9 +633,9 @@ def test_digits_is_sklearns_bundled_set():
         torch.cat([ds.y_train, ds.y_test]).numpy(),
     )
     np.testing.assert_allclose(ours, _rows(bunch.data / 16.0, bunch.target), atol=1e-7)
-    again = data.load("digits")
+    again = _load("digits")
     assert torch.equal(ds.x_train, again.x_train) and torch.equal(ds.y_test, again.y_test)
-    img = data.load("digits", images=True)
+    img = _load("digits", images=True)
     assert img.input_shape == (1, 8, 8)
     torch.testing.assert_close(img.x_train.flatten(1), ds.x_train)
     np.testing.assert_allclose(img.x_train[0, 0].numpy(), ds.x_train[0].numpy().reshape(8, 8))
@@ -639,7 +646,7 @@ def test_digits_class_subset_is_relabelled_in_the_order_given(classes):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    ds = data.load("digits", classes=classes)
+    ds = _load("digits", classes=classes)
     assert ds.num_classes == len(classes)
     keep = np.isin(bunch.target, classes)
     relabel = np.array([classes.index(t) for t in bunch.target[keep]])
@@ -654,12 +661,12 @@ def test_digits_class_subset_is_relabelled_in_the_order_given(classes):
 @pytest.mark.parametrize("classes", [(3,), (3, 3), (3, 10), (-1, 2)])
 def test_digits_bad_classes(classes):
     with pytest.raises(ValueError, match="classes"):
-        data.load("digits", classes=classes)
+        _load("digits", classes=classes)
 
 
 def test_unknown_name_lists_the_allowed_ones():
     with pytest.raises(ValueError) as err:
-        data.load("cifar-10")
+        _load("cifar-10")
     for name in data.DATASETS:
         assert repr(name) in str(err.value)
     assert set(data.DATASETS) == {"gaussian", "digits", "mnist", "cifar10", "cifar100", "cifar10-mini", "mnist-mini"}
@@ -667,15 +674,15 @@ def test_unknown_name_lists_the_allowed_ones():
 
 def test_options_for_image_sets_and_rate_without_noise_are_refused(tmp_path):
     with pytest.raises(ValueError, match="options|takes no"):
-        data.load("cifar10-mini", root=tmp_path, seed=3)
+        _load("cifar10-mini", root=tmp_path, seed=3)
     with pytest.raises(ValueError, match="noise"):
-        data.load("gaussian", rate=0.2)
+        _load("gaussian", rate=0.2)
     with pytest.raises(ValueError, match="load_mini_arrays|name"):
         data.load_mini_arrays("cifar10", root=tmp_path)
 
 
 def test_with_noise_keeps_clean_labels_and_marks_the_noisy_ones():
-    ds = data.load("digits")
+    ds = _load("digits")
     noisy = data.with_noise(ds, "symmetric-flip", 0.4, seed=7)
     assert torch.equal(noisy.y_train_clean, ds.y_train)
     assert torch.equal(noisy.is_noisy, noisy.y_train != ds.y_train)
@@ -684,7 +691,7 @@ def test_with_noise_keeps_clean_labels_and_marks_the_noisy_ones():
     assert noisy.noise.realised_rate == pytest.approx(float(noisy.is_noisy.float().mean()))
     assert torch.equal(noisy.x_train, ds.x_train) and torch.equal(noisy.y_test, ds.y_test)
     assert ds.noise is None and not ds.is_noisy.any()  # the original is untouched
-    via_load = data.load("digits", noise="symmetric-flip", rate=0.4, noise_seed=7)
+    via_load = _load("digits", noise="symmetric-flip", rate=0.4, noise_seed=7)
     assert torch.equal(via_load.y_train, noisy.y_train)
     # noise on top of noise starts again from the clean labels
     twice = data.with_noise(noisy, "symmetric-flip", 0.4, seed=7)
@@ -692,7 +699,7 @@ def test_with_noise_keeps_clean_labels_and_marks_the_noisy_ones():
 
 
 def test_with_noise_uses_the_cifar10_mapping_for_the_mini_subset():
-    base = data.load("gaussian", n=2000, d=10, classes=10, n_test=10)
+    base = _load("gaussian", n=2000, d=10, classes=10, n_test=10)
     ds = data.with_noise(dataclasses.replace(base, name="cifar10-mini"), "asymmetric", 0.5, seed=0)
     flipped = ds.is_noisy
     pairs = set(zip(ds.y_train_clean[flipped].tolist(), ds.y_train[flipped].tolist()))
@@ -700,12 +707,12 @@ def test_with_noise_uses_the_cifar10_mapping_for_the_mini_subset():
 
 
 def test_dataset_to_and_describe():
-    ds = data.load("gaussian", n=30, d=4, n_test=5, noise="symmetric-flip", rate=0.2, noise_seed=3)
+    ds = _load("gaussian", n=30, d=4, n_test=5, noise="symmetric-flip", rate=0.2, noise_seed=3)
     text = ds.describe()
     for part in ("gaussian", "30 train / 5 test", "2 classes", "(4,)", "symmetric-flip noise, rate 0.2",
                  f"realised {ds.noise.realised_rate:.3f}", "noise seed 3"):
         assert part in text, (part, text)
-    assert "clean labels" in data.load("gaussian", n=30, d=4, n_test=5).describe()
+    assert "clean labels" in _load("gaussian", n=30, d=4, n_test=5).describe()
 
     moved = ds.to("meta")
     for name in ("x_train", "y_train", "x_test", "y_test", "y_train_clean", "is_noisy"):
@@ -715,7 +722,7 @@ def test_dataset_to_and_describe():
     assert moved.noise.rate == 0.2 and moved.name == ds.name and moved.num_classes == 2
     back = ds.to("cpu")
     assert torch.equal(back.y_train, ds.y_train)
-    assert data.load("gaussian", n=30, d=4, n_test=5, device="meta").x_train.device.type == "meta"
+    assert _load("gaussian", n=30, d=4, n_test=5, device="meta").x_train.device.type == "meta"
 
 
 def test_data_root_respects_samlab_data(monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ import statistics
 import pytest
 import torch
 
-from samlab import confusion, experiments, results, runner, train
+from samlab import confusion, data, experiments, results, runner, train
 
 
 @pytest.fixture
@@ -215,14 +215,56 @@ def test_run_records_noise_and_test_confusion(tmp_path, tiny):
     from samlab import data as data_mod
 
     res = runner.run("tiny", "smoke", save=False, progress=False)
-    ds = data_mod.load("digits", noise="symmetric-flip", rate=0.3, noise_seed=0)
-    noise = torch.tensor(res["noise_confusion"])
-    assert int(noise.sum()) == len(ds.y_train)
-    assert 1 - noise.diagonal().sum().item() / noise.sum().item() == pytest.approx(res["realised_noise_rate"])
+    total = torch.zeros(10, 10, dtype=torch.int64)
     for run in res["runs"]:
+        # each seed draws its own noise (noise seed = seed) and validation split: as data.load does
+        ds = data_mod.load("digits", noise="symmetric-flip", rate=0.3, noise_seed=run["seed"])
+        assert run["noise_seed"] == run["seed"] and run["dataset"] == ds.describe()
+        noise = torch.tensor(run["noise_confusion"])
+        assert int(noise.sum()) == len(ds.y_train)
+        assert 1 - noise.diagonal().sum().item() / noise.sum().item() == pytest.approx(run["realised_noise_rate"])
+        assert run["realised_noise_rate"] == pytest.approx(ds.train_noise_rate)
+        assert run["val_noise_rate"] == pytest.approx(ds.val_noise_rate)
         c = torch.tensor(run["test_confusion"])
         assert int(c.sum()) == len(ds.y_test)
         assert c.diagonal().sum().item() / c.sum().item() == pytest.approx(run["final_test_acc"], abs=1e-6)
+        if run["method"] == "SGD":
+            total += noise
+    # the result-level fields: sum of the seeds' counts, mean of their rates
+    assert res["noise_confusion"] == total.tolist() and res["noise_seeds"] == [0, 1]
+    rates = [r["realised_noise_rate"] for r in res["runs"] if r["method"] == "SGD"]
+    assert res["realised_noise_rate"] == pytest.approx(sum(rates) / 2)
+    assert 1 - total.diagonal().sum().item() / total.sum().item() == pytest.approx(res["realised_noise_rate"])
+    assert "each seed draws its own noise" in res["dataset"]
+
+
+def test_seeds_draw_their_own_noise_unless_it_is_fixed(tiny, monkeypatch):
+    exp = tiny("smoke")
+    a, b = runner.dataset_for_seed(exp, 0), runner.dataset_for_seed(exp, 1)
+    assert not torch.equal(a.split.val_index, b.split.val_index)
+    assert not torch.equal(a.noise.is_noisy, b.noise.is_noisy)
+    fixed = dataclasses.replace(exp, noise_seed=7)
+    c, d = runner.dataset_for_seed(fixed, 0), runner.dataset_for_seed(fixed, 1)
+    assert torch.equal(c.y_train, d.y_train) and torch.equal(c.y_val, d.y_val) and c.noise.seed == 7
+    # the runner's data is data.load's
+    ref = data.load("digits", noise="symmetric-flip", rate=0.3, noise_seed=1, val_fraction=0.1)
+    assert torch.equal(b.x_train, ref.x_train) and torch.equal(b.y_val, ref.y_val) and b.describe() == ref.describe()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", lambda profile: dataclasses.replace(tiny(profile), noise_seed=7))
+    res = runner.run("tiny", "smoke", save=False, progress=False)
+    assert {r["noise_seed"] for r in res["runs"]} == {7}
+    sgd = [r for r in res["runs"] if r["method"] == "SGD"]
+    assert sgd[0]["noise_confusion"] == sgd[1]["noise_confusion"]
+    with pytest.raises(ValueError, match="noise_seed must be None"):
+        dataclasses.replace(exp, noise_seed=-1)
+
+
+def test_runs_report_validation_selected_and_last5_accuracy(tmp_path, tiny):
+    res = runner.run("tiny", "smoke", save=False, progress=False)
+    for run in res["runs"]:
+        h = train.History(records=run["history"])
+        assert run["val_epoch"] == h.val_epoch and run["test_at_val"] == h.at_epoch(run["val_epoch"])["test_acc"]
+        assert run["oracle_test_acc"] == run["best_test_acc"] == max(r["test_acc"] for r in run["history"])
+        assert run["last5_test_acc"] == pytest.approx(sum(r["test_acc"] for r in run["history"][1:]) / 2)  # 2 epochs
 
 
 def test_load_bench_reads_one_model_with_provenance(tmp_path):
@@ -234,3 +276,50 @@ def test_load_bench_reads_one_model_with_provenance(tmp_path):
     assert rec["ratio_to_sgd"]["sam"] == 2.0 and rec["hardware"] == "CPU" and rec["command"] == "python -m samlab.bench"
     assert results.load_bench("cpu", model="zzz", root=tmp_path) is None
     assert results.load_bench("gpu", root=tmp_path) is None
+
+
+def _tuning_run(method, seed, val, test):
+    return {"method": method, "seed": seed, "val_acc": val, "test_at_val": test, "best_test_acc": test}
+
+
+def test_select_on_validation_picks_by_mean_val_acc_and_never_reads_test():
+    result = {"experiment": "tune", "runs": [
+        # SAM family: ρ=0.05 has the best mean val acc (0.52 vs 0.50 vs 0.45) but the worst test accuracy
+        _tuning_run("SAM ρ=0.02", 0, 0.50, 0.70), _tuning_run("SAM ρ=0.02", 1, 0.50, 0.70),
+        _tuning_run("SAM ρ=0.05", 0, 0.53, 0.10), _tuning_run("SAM ρ=0.05", 1, 0.51, 0.10),
+        _tuning_run("SAM ρ=0.1", 0, 0.40, 0.90), _tuning_run("SAM ρ=0.1", 1, 0.50, 0.90),
+        # reg family: seed 1 only for one label, so both are compared on seed 0
+        _tuning_run("reg W+A 0.001", 0, 0.30, 0.5), _tuning_run("reg W+A 0.01", 0, 0.35, 0.1),
+        _tuning_run("reg W+A 0.001", 1, 0.99, 0.5),
+    ]}
+    picked = results.select_on_validation(result)
+    assert picked["SAM"]["label"] == "SAM ρ=0.05" and picked["SAM"]["val_acc"] == pytest.approx(0.52)
+    assert picked["SAM"]["candidates"] == pytest.approx({"SAM ρ=0.02": 0.50, "SAM ρ=0.05": 0.52, "SAM ρ=0.1": 0.45})
+    assert picked["reg"]["label"] == "reg W+A 0.01" and picked["reg"]["seeds"] == [0]
+    # the test accuracies may be anything: the choice does not change
+    scrambled = {**result, "runs": [{**r, "test_at_val": 0.0, "best_test_acc": 1.0} for r in result["runs"]]}
+    assert {k: v["label"] for k, v in results.select_on_validation(scrambled).items()} == {"SAM": "SAM ρ=0.05", "reg": "reg W+A 0.01"}
+    by_rho = results.select_on_validation(result, family=lambda label: "all")
+    assert by_rho["all"]["label"] == "SAM ρ=0.05"
+    with pytest.raises(ValueError, match="predates the validation split"):
+        results.select_on_validation({"experiment": "old", "runs": [{"method": "SGD", "seed": 0, "best_test_acc": 0.5}]})
+
+
+def test_table_shows_intervals_oracle_and_marks_old_files(tmp_path, tiny):
+    from scipy import stats as st
+
+    res = runner.run("tiny", "smoke", save=False, progress=False)
+    rows = {r["method"]: r for r in results.summarise(res)}
+    sam = [r["test_at_val"] for r in res["runs"] if r["method"] == "SAM"]
+    half = st.t.ppf(0.975, 1) * statistics.stdev(sam) / 2**0.5
+    assert rows["SAM"]["val_mean"] == pytest.approx(statistics.mean(sam)) and rows["SAM"]["val_half"] == pytest.approx(half)
+    table = results.table_markdown([res])
+    assert "oracle: max test acc" in table and "test acc at val. epoch" in table and "—†" not in table
+    assert f"{100 * statistics.mean(sam):.1f} ± {100 * half:.1f}" in table
+    old = {**res, "runs": [{k: v for k, v in r.items() if k not in ("test_at_val", "last5_test_acc", "val_epoch", "val_acc")}
+                           for r in res["runs"]]}
+    old_rows = {r["method"]: r for r in results.summarise(old)}
+    assert not old_rows["SAM"]["validation"] and old_rows["SAM"]["val_mean"] is None
+    assert old_rows["SAM"]["last5_mean"] == pytest.approx(rows["SAM"]["last5_mean"])  # recomputed from the history
+    old_table = results.table_markdown([old])
+    assert "—†" in old_table and old_table.endswith(results.OLD_FILE_NOTE)

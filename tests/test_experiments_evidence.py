@@ -1,0 +1,58 @@
+"""The experiment list follows the evidence protocol: five seeds, per-seed noise, the notebook-07 controls,
+the tuning grid, and runs that two experiments share."""
+
+from __future__ import annotations
+
+import pytest
+
+from samlab import experiments
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_every_comparison_has_five_seeds_and_per_seed_noise(profile):
+    for name in experiments.EXPERIMENTS:
+        exp = experiments.get(name, profile)
+        assert exp.noise_seed is None and exp.val_fraction == 0.1, name
+        assert exp.noise_seed_of(3) == 3
+        if name == "tuning-rho-30":
+            assert exp.seeds == (0, 1, 2)
+        else:
+            assert len(exp.seeds) >= 5 and set(exp.seeds) >= set(experiments.SEEDS), name
+
+
+def test_smoke_keeps_one_seed():
+    assert all(experiments.get(name, "smoke").seeds == (0,) for name in experiments.EXPERIMENTS)
+
+
+@pytest.mark.parametrize("sym, asym", [("symmetric-10", "asymmetric-20"), ("symmetric-20", "asymmetric-40")])
+def test_symmetric_controls_match_the_asymmetric_runs_but_for_the_noise(sym, asym):
+    s, a = experiments.get(sym, "cpu"), experiments.get(asym, "cpu")
+    assert s.noise == "symmetric-flip" and a.noise == "asymmetric"
+    assert s.rate == a.rate / 2  # asymmetric noise at r moves labels of half the classes: about r/2 of all labels
+    assert s.methods == a.methods and s.fit == a.fit and s.seeds == a.seeds and s.model_options == a.model_options
+
+
+def test_asymmetric_runs_have_1sam_at_jsams_rho():
+    for name in ("asymmetric-20", "asymmetric-40"):
+        m = experiments.get(name, "cpu").methods
+        assert m["1-SAM"] == {"method": "sam", "rho": 0.01, "m": 1}
+        assert m["J-SAM"]["rho"] == m["1-SAM"]["rho"]
+
+
+def test_tuning_grid():
+    m = experiments.get("tuning-rho-30", "cpu").methods
+    rhos = lambda fam: sorted(c["rho"] for k, c in m.items() if k.split(" ")[0] == fam)  # noqa: E731
+    assert rhos("SAM") == [0.02, 0.05, 0.1]
+    assert rhos("1-SAM") == rhos("J-SAM") == [0.005, 0.01, 0.02]
+    assert sorted(c["gamma_w"] for k, c in m.items() if k.startswith("reg")) == [1e-3, 1e-2]
+
+
+def test_shared_runs_are_identical_configurations():
+    cheap, beyond = experiments.get("cheap-regularisers-30", "cpu"), experiments.get("beyond-sam-30", "cpu")
+    assert experiments.shared_runs(cheap, beyond) == {"SGD": "SGD", "SAM": "SAM"}
+    lj = experiments.get("logit-jacobian-30", "cpu")
+    assert experiments.shared_runs(lj, beyond) == {"SGD": "SGD", "SAM": "SAM"}
+    tuning = experiments.get("tuning-rho-30", "cpu")
+    assert experiments.shared_runs(tuning, lj) == {"SAM ρ=0.05": "SAM", "1-SAM ρ=0.01": "1-SAM", "J-SAM ρ=0.01": "J-SAM"}
+    # another noise rate: nothing shared
+    assert experiments.shared_runs(lj, experiments.get("logit-jacobian-50", "cpu")) == {}
