@@ -134,20 +134,6 @@ def _read_manifest(path: Path) -> dict[str, list[dict[str, Any]]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _grid(
-    exp: experiments.Experiment, only: Sequence[str] | None, seeds: Sequence[int] | None
-) -> list[tuple[str, int]]:
-    """The (label, seed) pairs asked for, seed-major like ``run``; bad names or seeds are refused."""
-    labels = list(exp.methods) if only is None else list(only)
-    unknown = [lab for lab in labels if lab not in exp.methods]
-    if unknown:
-        raise ValueError(f"only must name methods of {exp.name!r}: {tuple(exp.methods)}, got {unknown}")
-    wanted = list(exp.seeds) if seeds is None else list(seeds)
-    if not set(wanted) <= set(exp.seeds):
-        raise ValueError(f"seeds must be among the seeds of {exp.name!r}: {tuple(exp.seeds)}, got {tuple(wanted)}")
-    return [(label, seed) for seed in exp.seeds for label in exp.methods if label in labels and seed in wanted]
-
-
 def _imports(name: str) -> tuple[str, ...]:
     """The module that registers experiment ``name``, if it is not samlab's own list."""
     builder = experiments.EXPERIMENTS[name]
@@ -251,7 +237,7 @@ def submit(
     ``dry_run`` (Slurm only) nothing is submitted or written and ``"sbatch"`` holds the script."""
     profile = profile or profiles.active()
     exp = experiments.get(name, profile)
-    grid = _grid(exp, only, seeds)
+    grid = runner.grid(exp, only, seeds)
     imports = _imports(name)
     results_root, checkpoint_root, folder = _roots(results_root, checkpoint_root, folder)
     ex = _executor(

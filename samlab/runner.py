@@ -47,7 +47,7 @@ from samlab import data as data_mod
 from samlab import experiments, hardware, methods, models, profiles, provenance, results, train
 from samlab.confusion import confusion, confusion_counts
 
-__all__ = ["checkpoint_path", "dataset_for_seed", "load_or_run", "main", "run"]
+__all__ = ["checkpoint_path", "dataset_for_seed", "grid", "load_or_run", "main", "run"]
 
 
 def dataset_for_seed(exp: experiments.Experiment, seed: int, base: data_mod.Dataset | None = None) -> data_mod.Dataset:
@@ -95,6 +95,21 @@ def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[
     return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"]}
 
 
+def grid(
+    exp: experiments.Experiment, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[tuple[str, int]]:
+    """The (label, seed) runs of ``exp`` asked for by ``only`` (method labels) and ``seeds``, seed-major
+    (every method of the first seed first); unknown labels or seeds are refused by name."""
+    labels = list(exp.methods) if only is None else list(only)
+    unknown = [lab for lab in labels if lab not in exp.methods]
+    if unknown:
+        raise ValueError(f"only must name methods of {exp.name!r}: {tuple(exp.methods)}, got {unknown}")
+    wanted = list(exp.seeds) if seeds is None else list(seeds)
+    if not set(wanted) <= set(exp.seeds):
+        raise ValueError(f"seeds must be among the seeds of {exp.name!r}: {tuple(exp.seeds)}, got {tuple(wanted)}")
+    return [(label, seed) for seed in exp.seeds for label in exp.methods if label in labels and seed in wanted]
+
+
 def run(
     name: str,
     profile: str | None = None,
@@ -117,13 +132,7 @@ def run(
     """
     profile = profile or profiles.active()
     exp = experiments.get(name, profile)
-    labels = list(exp.methods) if only is None else list(only)
-    unknown = [lab for lab in labels if lab not in exp.methods]
-    if unknown:
-        raise ValueError(f"only must name methods of {name!r}: {tuple(exp.methods)}, got {unknown}")
-    wanted_seeds = list(exp.seeds) if seeds is None else list(seeds)
-    if not set(wanted_seeds) <= set(exp.seeds):
-        raise ValueError(f"seeds must be among the seeds of {name!r}: {tuple(exp.seeds)}, got {tuple(wanted_seeds)}")
+    wanted = set(grid(exp, only, seeds))
     device = torch.device(device) if device is not None else hardware.default_device()
     path = results.path(name, profile, results_root)
     config = exp.config()
@@ -168,7 +177,7 @@ def run(
     # Seed-major, so that an interrupted sweep has every method for its first seeds; one dataset per seed.
     ds, ds_seed = None, None
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
-        if label not in labels or seed not in wanted_seeds or (save and (label, seed) in _finished(path, config)):
+        if (label, seed) not in wanted or (save and (label, seed) in _finished(path, config)):
             continue
         if ds_seed != seed:
             ds, ds_seed = None, None  # free the previous seed's tensors first

@@ -19,21 +19,11 @@ import signal
 from pathlib import Path
 
 from samlab import experiments, train
+from tiny_experiment import tiny_experiment
 
 
 def tiny_cluster(profile: str) -> experiments.Experiment:
-    return experiments.Experiment(
-        name="tiny-cluster",
-        description="two methods on noisy digits, for the cluster tests",
-        dataset="digits",
-        noise="symmetric-flip",
-        rate=0.3,
-        model="mlp",
-        model_options={"hidden": 16, "depth": 1},
-        methods={"SGD": {"method": "sgd"}, "SAM": {"method": "sam", "rho": 0.05}},
-        fit={"epochs": 4, "lr": 0.05, "batch_size": 128},
-        seeds=(0, 1),
-    )
+    return tiny_experiment("tiny-cluster", epochs=4, description="two methods on noisy digits, for the cluster tests")
 
 
 experiments.EXPERIMENTS["tiny-cluster"] = tiny_cluster

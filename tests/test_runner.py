@@ -11,23 +11,13 @@ import pytest
 import torch
 
 from samlab import confusion, data, experiments, results, runner, train
+from tiny_experiment import tiny_experiment
 
 
 @pytest.fixture
 def tiny(monkeypatch):
     def tiny_exp(profile: str) -> experiments.Experiment:
-        return experiments.Experiment(
-            name="tiny",
-            description="two methods on noisy digits",
-            dataset="digits",
-            noise="symmetric-flip",
-            rate=0.3,
-            model="mlp",
-            model_options={"hidden": 16, "depth": 1},
-            methods={"SGD": {"method": "sgd"}, "SAM": {"method": "sam", "rho": 0.05}},
-            fit={"epochs": 2, "lr": 0.05, "batch_size": 128},
-            seeds=(0, 1),
-        )
+        return tiny_experiment()
 
     monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", tiny_exp)
     return tiny_exp
