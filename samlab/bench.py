@@ -184,10 +184,11 @@ def bench_costs(result: dict[str, Any], bench_record: dict[str, Any]) -> dict[st
 #: The project's goals, as the largest acceptable ratio to SGD at batch 128: ``(device type, model)``
 #: -> label -> ratio, where ``"*"`` stands for any model (a model's own entry wins). The
 #: per-example goals are those of the exact engine (issue 15); ``*[vmap]`` variants have none.
+#: The two-pass and regulariser goals on the CPU were set for the small CNN (on notebook 03's
+#: MLP a step takes about a millisecond and fixed costs dominate; only its per-example goals are set).
 TARGETS: dict[tuple[str, str], dict[str, float]] = {
-    ("cpu", "*"): {"sam": 2.1, "jsam": 2.2, "regsgd": 1.15},
-    ("cpu", "small-cnn-gn"): {"1-sam": 2.6, "jsam-1": 2.6, "lsam-1": 2.4},
-    ("cpu", "small-cnn-bn"): {"1-sam": 3.0, "jsam-1": 3.0, "lsam-1": 3.0},
+    ("cpu", "small-cnn-gn"): {"sam": 2.1, "jsam": 2.2, "regsgd": 1.15, "1-sam": 2.6, "jsam-1": 2.6, "lsam-1": 2.4},
+    ("cpu", "small-cnn-bn"): {"sam": 2.1, "jsam": 2.2, "regsgd": 1.15, "1-sam": 3.0, "jsam-1": 3.0, "lsam-1": 3.0},
     ("cpu", "mlp-mnist"): {"1-sam": 3.0, "jsam-1": 3.0, "lsam-1": 3.0},
     ("cuda", "*"): {"sam": 2.15, "jsam": 2.2, "regsgd": 1.15, "asam": 2.3, "fsam": 2.3, "saner(sam)": 2.3, "obf": 2.4},
     ("cuda", "resnet18-gn"): {"1-sam": 4.0},

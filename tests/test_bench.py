@@ -123,6 +123,7 @@ def test_benchmark_markdown_table_by_hand():
 def test_targets_for_merges_the_model_goals_over_the_device_defaults():
     assert bench.targets_for("small-cnn-gn", "cpu")["1-sam"] == 2.6 and bench.targets_for("small-cnn-gn", "cpu")["sam"] == 2.1
     assert bench.targets_for("small-cnn-bn", "cpu")["lsam-1"] == 3.0
+    assert bench.targets_for("mlp-mnist", "cpu") == {"1-sam": 3.0, "jsam-1": 3.0, "lsam-1": 3.0}
     assert "1-sam" not in bench.targets_for("resnet18", "cpu")
     assert bench.targets_for("resnet18-gn", "cuda")["1-sam"] == 4.0 and bench.targets_for("resnet18-gn", "cuda")["sam"] == 2.15
 

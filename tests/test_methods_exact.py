@@ -292,9 +292,26 @@ def test_obf_auto_keeps_the_loop_with_training_batchnorm() -> None:
     model, shape = _make("cnn-bn")
     x, y = _batch(shape, dtype=torch.float32)
     with pytest.warns(UserWarning, match=r"body\.1 \(BatchNorm2d\)"):
-        methods.get("obf", m=2).gradient(copy.deepcopy(model), x, y)
+        methods.get("obf", m=1).gradient(copy.deepcopy(model), x, y)  # 8 chunks: auto tries the exact engine
     with pytest.raises(ValueError, match="engine='exact'"):
         methods.get("obf", m=2, engine="exact").gradient(copy.deepcopy(model), x, y)
+
+
+def test_obf_auto_runs_few_chunks_in_the_loop(monkeypatch) -> None:
+    """At most AUTO_LOOP_CHUNKS chunks per batch: the loop (cheaper there); more: the exact engine."""
+    from samlab.methods import obf as obf_mod
+
+    model, shape = _make("cnn-gn")
+    x, y = _batch(shape)
+    used = []
+    monkeypatch.setattr(obf_mod.OBF, "_exact", lambda self, *a: used.append("exact") or pytest.skip("not needed"))
+    monkeypatch.setattr(obf_mod.OBF, "_loop", lambda self, *a: used.append("loop"))
+    methods.get("obf", m=8 // obf_mod.AUTO_LOOP_CHUNKS).gradient(model, x, y)
+    assert used == ["loop"]
+    used.clear()
+    with pytest.raises(pytest.skip.Exception):
+        methods.get("obf", m=1).gradient(model, x, y)
+    assert used == ["exact"]
 
 
 # dropout: tests/test_methods_perexample.py::test_dropout_each_example_keeps_the_whole_batch_mask

@@ -43,7 +43,10 @@ that chunk's statistics, and the running statistics are updated by each chunk's 
 vector backpropagated instead of the loss); identical to the loop for models without
 BatchNorm in training mode (tested to 1e-10 in float64), and refused for models with it
 (BatchNorm's per-chunk statistics are not the engine's fixed whole-batch ones).
-``"auto"`` (the default): exact where allowed, else the loop with a warning.
+``"auto"`` (the default): the loop when the batch has at most :data:`AUTO_LOOP_CHUNKS`
+chunks (a few ordinary passes beat the engine's per-chunk terms there: on the 2-core CPU,
+GroupNorm CNN, batch 128, m = 64, the loop costs 2.0× SGD and the exact engine 2.9×,
+``data/results/cpu/bench.json``), else exact where allowed, else the loop with a warning.
 
 Cost: two forward and two backward passes over the batch, as SAM (in B/m pieces).
 ``StepInfo.grad_norm`` is the norm of the descent direction (OBF computes no training-loss
@@ -102,6 +105,9 @@ def ascent_logit_grad(logits: torch.Tensor, y: torch.Tensor, gamma: float) -> tu
     return 1.0 / k - alpha * p - (1 - alpha) * onehot, alpha
 
 
+#: ``engine="auto"`` runs the loop for batches of at most this many chunks (see the module docstring).
+AUTO_LOOP_CHUNKS = 4
+
 #: OBF's engines: its own per-chunk loop stands where the others have vmap.
 OBF_ENGINES = ("auto", "exact", "loop")
 
@@ -143,7 +149,7 @@ class OBF(Method):
         m = b if self.m is None else self.m
         if b % m:
             raise ValueError(f"m={m} must divide the batch size, got a batch of {b} examples")
-        if self.engine != "loop":
+        if self.engine == "exact" or (self.engine == "auto" and b // m > AUTO_LOOP_CHUNKS):
             reason = _exact_refusal(model)
             if reason is None:
                 return self._exact(model, x, y, m)
