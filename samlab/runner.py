@@ -36,7 +36,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ from samlab import data as data_mod
 from samlab import experiments, hardware, methods, models, profiles, provenance, results, train
 from samlab.confusion import confusion, confusion_counts
 
-__all__ = ["checkpoint_path", "dataset_for_seed", "grid", "load_or_run", "main", "run"]
+__all__ = ["checkpoint_path", "dataset_for_seed", "grid", "load_or_run", "main", "run", "run_parallel"]
 
 
 def dataset_for_seed(exp: experiments.Experiment, seed: int, base: data_mod.Dataset | None = None) -> data_mod.Dataset:
@@ -248,6 +252,44 @@ def distinct(names: Sequence[str], profile: str) -> tuple[list[str], dict[str, s
     return keep, same
 
 
+def run_parallel(
+    name: str,
+    profile: str | None = None,
+    *,
+    jobs: int,
+    only: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    device: str | None = None,
+) -> int:
+    """Train the runs of ``name`` that are not finished in ``jobs`` worker processes on this machine.
+
+    Each (method, seed) is one ``python -m samlab.experiments run NAME --only LABEL --seeds SEED``
+    subprocess (so exactly a local run of that run: it checkpoints, resumes and merges into the
+    result file under the lock), ``jobs`` of them at a time, in the experiment's seed-major order;
+    ``OMP_NUM_THREADS`` is 1 unless set (two single-thread processes use a 2-core machine best).
+    Returns 0 if every run finished, else the first non-zero exit status.
+    """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got jobs={jobs!r}")
+    profile = profile or profiles.active()
+    exp = experiments.get(name, profile)
+    done = _finished(results.path(name, profile), exp.config())
+    todo = [(label, seed) for label, seed in grid(exp, only, seeds) if (label, seed) not in done]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+    def one(run_: tuple[str, int]) -> int:
+        label, seed = run_
+        cmd = [sys.executable, "-m", "samlab.experiments", "run", name, "--profile", profile,
+               "--only", label, "--seeds", str(seed)] + (["--device", device] if device else [])
+        code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode
+        print(f"{name} {label} seed {seed}: " + ("done" if code == 0 else f"FAILED (exit {code})"), flush=True)
+        return code
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        codes = list(pool.map(one, todo))
+    return next((c for c in codes if c != 0), 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m samlab.experiments list | run NAME | table``."""
     parser = argparse.ArgumentParser(
@@ -262,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--only", default=None, help="comma-separated method labels")
     p_run.add_argument("--seeds", default=None, help="comma-separated seeds (a subset of the experiment's)")
     p_run.add_argument("--device", default=None)
+    p_run.add_argument("--jobs", type=int, default=1,
+                       help="worker processes on this machine, one (method, seed) run each (single-threaded)")
     p_table = sub.add_parser("table", help="markdown table of the saved results")
     p_table.add_argument("--profile", default=None, choices=profiles.PROFILES)
     p_table.add_argument("--readme", default=None, help="rewrite the table between the results markers of this file")
@@ -277,6 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, twin in same.items():
                 print(f"{name}: skipped, its runs at this profile are those of {twin}")
         for name in names:
+            if args.jobs > 1:
+                code = run_parallel(
+                    name, args.profile, jobs=args.jobs, only=args.only.split(",") if args.only else None,
+                    seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None, device=args.device,
+                )
+                if code:
+                    return code
+                continue
             res = run(
                 name,
                 args.profile,

@@ -313,3 +313,21 @@ def test_table_shows_intervals_oracle_and_marks_old_files(tmp_path, tiny):
     assert old_rows["SAM"]["last5_mean"] == pytest.approx(rows["SAM"]["last5_mean"])  # recomputed from the history
     old_table = results.table_markdown([old])
     assert "—†" in old_table and old_table.endswith(results.OLD_FILE_NOTE)
+
+
+@pytest.mark.slow
+def test_run_parallel_workers_write_the_file_one_process_writes(tmp_path, monkeypatch):
+    """--jobs 2: each (method, seed) in its own subprocess; the merged file has the same runs as one process."""
+    exp = experiments.get("logit-jacobian-30", "smoke")
+    only = ["SGD", "SAM"]
+    one = runner.run("logit-jacobian-30", "smoke", only=only, results_root=tmp_path / "one" / "results",
+                     checkpoint_root=tmp_path / "one" / "ckpt", progress=False)
+    monkeypatch.setenv("SAMLAB_DATA", str(tmp_path / "par"))
+    assert runner.main(["run", "logit-jacobian-30", "--profile", "smoke", "--only", ",".join(only), "--jobs", "2"]) == 0
+    par = json.loads((tmp_path / "par" / "results" / "smoke" / "logit-jacobian-30.json").read_text())
+    key = lambda r: (r["method"], r["seed"])  # noqa: E731
+    assert sorted(map(key, par["runs"])) == sorted(map(key, one["runs"])) == [(m, s) for m in sorted(only) for s in exp.seeds]
+    for a, b in zip(sorted(par["runs"], key=key), sorted(one["runs"], key=key)):
+        assert [r["test_acc"] for r in a["history"]] == [r["test_acc"] for r in b["history"]]
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        runner.run_parallel("logit-jacobian-30", "smoke", jobs=0)
