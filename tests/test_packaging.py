@@ -33,10 +33,11 @@ def _pyproject() -> dict:
 
 
 def _minimums(specs: list[str], rename: dict[str, str] | None = None) -> dict[str, str]:
-    """``["torch>=2.4", ...]`` -> ``{"pytorch": "2.4", ...}``; every entry must be name>=version."""
+    """``["torch>=2.4", ...]`` -> ``{"pytorch": "2.4", ...}``; every entry must be name>=version
+    (an environment marker after ``;`` is allowed and ignored)."""
     out: dict[str, str] = {}
     for spec in specs:
-        m = _SPEC.match(spec.strip())
+        m = _SPEC.match(spec.split(";", 1)[0].strip())
         assert m, f"{spec!r} is not of the form name>=version"
         name = m.group(1).lower().replace("_", "-")
         name = (rename or {}).get(name, name)
