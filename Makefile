@@ -27,7 +27,7 @@ lab: setup ## open the notebooks in JupyterLab (first free port from 8888; --all
 	extra=; if [ "$$(id -u)" = 0 ]; then extra=--allow-root; \
 	  echo "make lab: running as root, so JupyterLab gets --allow-root (fine in a container; prefer a normal user elsewhere)"; fi; \
 	echo "make lab: JupyterLab at http://localhost:$$port/lab (open the URL with the token printed below; Ctrl-C to stop)"; \
-	exec $(BIN)/jupyter lab notebooks/ --port=$$port --port-retries=0 --no-browser $$extra
+	exec $(BIN)/jupyter lab notebooks/ --port=$$port --port-retries=0 $$extra
 
 # Unit tests and notebooks at the smoke size (what CI runs).
 test: setup ## unit tests, every notebook (smoke size), nbgrader and browser tests: what CI runs

@@ -283,3 +283,16 @@ def test_the_real_site_builds_offline_with_no_broken_links(tmp_path, offline):
         remote = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//[^>]*>", text)
         assert remote == [], f"{page.name} loads {remote[:3]}"
         assert "@import url(http" not in text and "mathjax" not in text.lower().replace("mathjax_", "")
+
+
+def test_free_port_skips_a_port_in_use():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        found = course.free_port(port, tries=20)
+        assert port < found < port + 20
+        with pytest.raises(RuntimeError, match="no free port"):
+            course.free_port(port, tries=1)
