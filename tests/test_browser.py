@@ -159,7 +159,7 @@ def _widget_png(page, panel) -> bytes:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_in_jupyterlab_and_widgets_redraw(name, lab, browser):
+def test_notebook_runs_in_jupyterlab_and_widgets_redraw(name, browser, lab):  # browser first: skip before starting a server
     base, token, _ = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
