@@ -29,16 +29,19 @@ lab: setup ## open the notebooks in JupyterLab (first free port from 8888; --all
 	echo "make lab: JupyterLab at http://localhost:$$port/lab (open the URL with the token printed below; Ctrl-C to stop)"; \
 	exec $(BIN)/jupyter lab notebooks/ --port=$$port --port-retries=0 $$extra
 
-# Unit tests and notebooks at the smoke size (what CI runs).
+# Unit tests and notebooks at the smoke size (what CI runs). The browser tests run first, in a
+# pytest process of their own that imports no torch: Chromium, JupyterLab and a kernel are then
+# alive beside a small process rather than beside the main run's (lower peak memory).
 test: setup ## unit tests, every notebook (smoke size), nbgrader and browser tests: what CI runs
-	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests/test_browser.py
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser"
 
 # Unit tests only.
 test-fast: setup ## unit tests only (tests/)
 	SAMLAB_PROFILE=smoke $(BIN)/python -m pytest tests
 
 test-browser: setup ## only the real-browser tests (JupyterLab in headless system Chromium)
-	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests/test_browser.py
 
 # Peak memory (all processes of the run) and wall time of `make test`; CMD=... measures another command.
 measure: setup ## peak memory and wall time of `make test` (or of CMD="...")

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -42,9 +43,10 @@ def _chromium() -> str | None:
 
 
 def _free_port() -> int:
-    from samlab.course import free_port
-
-    return free_port(18888, 200)
+    """A port nothing listens on (this module imports no samlab, hence no torch: a lighter process)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def browser():
         pytest.skip("no Chromium found (install Debian's `chromium`, or set SAMLAB_CHROMIUM to a Chromium binary)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])  # no sandbox: tests may run as root
         try:
             yield b
         finally:
