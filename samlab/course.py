@@ -13,8 +13,9 @@ A *student copy* is what nbgrader's own preprocessors make of a notebook (``Clea
 run's timestamps and saved widget state. :func:`nbgrader_source` turns a notebook into an
 nbgrader *source* notebook (answer cells marked, an autograder test cell after each checked
 exercise), for instructors who grade with ``nbgrader autograde``. The static site is
-nbconvert's ``lab`` HTML with every network resource (MathJax, require.js, the widget renderer,
-mermaid) left out, so it reads offline; its links are checked by LinkChecker. From a shell::
+nbconvert's ``lab`` HTML that loads nothing from the network (MathJax copied in from the
+jupyter-server-mathjax package; require.js, the widget renderer and mermaid left out), so it
+reads offline; its links are checked by LinkChecker. From a shell::
 
     python -m samlab.course student          # write notebooks/exercises/NN_*.ipynb (make student)
     python -m samlab.course check            # exit 1 if the committed copies are stale
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import html
+import os
 import re
 import shutil
 import socket
@@ -253,15 +255,29 @@ def free_port(start: int = 8888, tries: int = 50, host: str = "127.0.0.1") -> in
 
 # ---- static HTML site ------------------------------------------------------------------------
 
-#: nbconvert's ``lab`` page without anything fetched from the network: no MathJax (formulas stay
-#: as their TeX source), no require.js, no widget renderer (each widget's static figure follows it),
-#: no mermaid. Styles are inlined from the installed nbconvert / jupyterlab_pygments.
+#: nbconvert's ``lab`` page without anything fetched from the network: MathJax from the site's own
+#: copy (or none: formulas then stay as their TeX source), no require.js, no widget renderer (each
+#: widget's static figure follows it), no mermaid. Styles are inlined from the installed packages.
 _OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mathjax -%}{%- if resources.mathjax_url -%}{{ super() }}{%- endif -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 """
+#: where the site keeps its copy of MathJax 2.7 (from the jupyter-server-mathjax package), and the
+#: configuration its pages load
+MATHJAX_DIR = Path("_static") / "mathjax"
+_MATHJAX_CONFIG = "?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+def _mathjax_source() -> Path | None:
+    """MathJax 2.7's files as shipped by the jupyter-server-mathjax package (``None`` if not installed)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    static = Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
+    return static if (static / "MathJax.js").is_file() else None
 
 _HREF = re.compile(r'(?P<attr>\b(?:href|src)=")(?P<target>[^"]*)"')
 
@@ -315,7 +331,8 @@ def build_site(
     """Write the HTML of each notebook (with its saved outputs; nothing is executed) to
     ``out/<path relative to repo>.html``, linked files of the repository beside it, and an
     ``out/index.html`` listing the notebook titles. Runs offline, and the pages load nothing
-    from the network. Returns the pages written."""
+    from the network: MathJax is copied into ``out/_static/mathjax`` from the jupyter-server-mathjax
+    package (without it, formulas show as TeX source). Returns the pages written."""
     repo, out = Path(repo).resolve(), Path(out).resolve()
     paths = [Path(p).resolve() for p in (source_notebooks() if notebooks is None else notebooks)]
     built = set(paths)
@@ -323,12 +340,17 @@ def build_site(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    mathjax = _mathjax_source()
+    if mathjax is not None:
+        shutil.copytree(mathjax, out / MATHJAX_DIR)
     pages, entries = [], []
     for path in paths:
         nb = _read(path)
         nb.metadata.pop("widgets", None)  # no live widgets offline: the static figure after each one shows it
         page = out / (path.relative_to(repo) if path.is_relative_to(repo) else Path(path.name)).with_suffix(".html")
         page.parent.mkdir(parents=True, exist_ok=True)
+        local_mathjax = Path(os.path.relpath(out / MATHJAX_DIR / "MathJax.js", page.parent)).as_posix()
+        exporter.mathjax_url = local_mathjax + _MATHJAX_CONFIG if mathjax is not None else ""
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_title(nb, path.stem)}})
         page.write_text(_relink(body, built, path.parent, repo, out, page.parent), encoding="utf-8")
         pages.append(page)

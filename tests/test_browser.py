@@ -4,8 +4,10 @@ A JupyterLab server from this environment listens on a free port of 127.0.0.1 wi
 token, serving copies of the two notebooks (the committed files are never autosaved over), with
 kernels at the smoke size. Each notebook is opened and run through JupyterLab's own
 "Run All Cells"; no cell may end with an error output. Every slider of notebook 01's widget
-is then moved, and its figure must change (the PNG the kernel sends back differs). The server,
-its kernels and the browser are shut down at the end of the module.
+is then moved, and its figure must change (the PNG the kernel sends back differs). Each test
+shuts its kernel down; the server and the browser stop at the end of the module. Last, the
+static site's page of notebook 01 is opened from disk with the network refused, and its
+formulas must be typeset by the site's own MathJax.
 
 The browser is the system's Chromium (``SAMLAB_CHROMIUM``, else ``chromium``,
 ``chromium-browser``, ``google-chrome`` on PATH), never one downloaded by Playwright: without
@@ -206,3 +208,32 @@ def test_notebook_runs_in_jupyterlab_and_widgets_redraw(name, browser, lab):  # 
         page.close()
         with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=10) as r:
             assert json.load(r) == [], "a kernel outlived its test"
+
+
+def test_static_site_renders_formulas_offline(browser, tmp_path):
+    """`make html`'s page of notebook 01, opened from disk with every non-file request refused:
+    nothing is asked of the network, and MathJax (the site's own copy) typesets the formulas."""
+    from samlab import course  # imports torch: this test runs after the JupyterLab ones
+
+    if course._mathjax_source() is None:
+        pytest.skip("jupyter-server-mathjax is not installed: the site shows formulas as TeX source")
+    site = tmp_path / "_site"
+    course.build_site(site, [NOTEBOOKS / NAMES[0]])
+    remote: list[str] = []
+    page = browser.new_page()
+    try:
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (remote.append(route.request.url), route.abort()))
+        page.goto((site / "notebooks" / NAMES[0].replace(".ipynb", ".html")).as_uri(), wait_until="load")
+        page.wait_for_function(
+            "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue && MathJax.Hub.queue.running === 0"
+            " && MathJax.Hub.queue.pending === 0 && document.querySelectorAll('.MathJax, .MathJax_Display').length > 0",
+            timeout=60_000,
+        )
+        typeset = page.evaluate("() => document.querySelectorAll('.MathJax, .MathJax_Display').length")
+        raw = page.evaluate("() => document.body.innerText.includes('\\\\sigma(')")
+    finally:
+        page.close()
+    assert remote == [], f"the page asked the network for {remote[:5]}"
+    assert typeset > 10, f"only {typeset} formulas typeset"
+    assert not raw, "TeX source left untypeset"
