@@ -29,12 +29,15 @@ lab: setup ## open the notebooks in JupyterLab (first free port from 8888; --all
 	echo "make lab: JupyterLab at http://localhost:$$port/lab (open the URL with the token printed below; Ctrl-C to stop)"; \
 	exec $(BIN)/jupyter lab notebooks/ --port=$$port --port-retries=0 $$extra
 
-# Unit tests and notebooks at the smoke size (what CI runs). The browser tests run first, in a
-# pytest process of their own that imports no torch: Chromium, JupyterLab and a kernel are then
-# alive beside a small process rather than beside the main run's (lower peak memory).
+# Unit tests and notebooks at the smoke size (what CI runs), in three pytest processes, so that
+# what one holds is released before the next starts (lower peak memory; `pytest` alone runs the
+# same tests in one process): the browser tests (their module imports no torch until its last
+# test, so Chromium, JupyterLab and a kernel run beside a small process), the other tests, then
+# every notebook through nbval (a small pytest process beside one kernel at a time).
 test: setup ## unit tests, every notebook (smoke size), nbgrader and browser tests: what CI runs
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests/test_browser.py
-	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser"
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" tests
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest notebooks
 
 # Unit tests only.
 test-fast: setup ## unit tests only (tests/)
