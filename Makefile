@@ -40,8 +40,8 @@ test: setup ## unit tests, every notebook (smoke size), nbgrader and browser tes
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest notebooks
 
 # Unit tests only.
-test-fast: setup ## unit tests only (tests/)
-	SAMLAB_PROFILE=smoke $(BIN)/python -m pytest tests
+test-fast: setup ## unit tests only (tests/, without the browser tests)
+	SAMLAB_PROFILE=smoke $(BIN)/python -m pytest -m "not browser" tests
 
 test-browser: setup ## only the real-browser tests (JupyterLab in headless system Chromium)
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests/test_browser.py
