@@ -19,12 +19,17 @@ def offline(monkeypatch):
     """Make every network access fail at once, as on an offline machine; returns the URLs tried.
 
     ``urllib.request.urlopen`` (what torchvision's downloader calls) raises ``URLError`` and
-    records the URL; a raw socket connection raises ``OSError``. Nothing reaches the network.
+    records the URL, except for local ``file:`` URLs (read as usual: no network); a raw socket
+    connection raises ``OSError``. Nothing reaches the network.
     """
     tried: list[str] = []
+    real_urlopen = urllib.request.urlopen
 
     def urlopen(req, *args, **kwargs):
-        tried.append(req.full_url if isinstance(req, urllib.request.Request) else str(req))
+        url = req.full_url if isinstance(req, urllib.request.Request) else str(req)
+        if url.startswith("file:"):
+            return real_urlopen(req, *args, **kwargs)
+        tried.append(url)
         raise urllib.error.URLError("network disabled by the test (offline fixture)")
 
     def connect(*args, **kwargs):

@@ -1,8 +1,10 @@
-"""Course tooling: student copies (nbgrader-style stubs), their sync with the sources, that they
-run up to the first exercise, and the static HTML site with its link checker."""
+"""Course tooling: student copies (nbgrader's preprocessors), their sync with the sources, that they
+run up to the first exercise, and the offline static HTML site with its link check (LinkChecker).
+The instructor route through ``nbgrader autograde`` is in tests/test_nbgrader.py."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -73,15 +75,19 @@ def test_student_notebook_stubs_solutions_and_clears_outputs():
     assert course.has_markup(nb) and not course.has_markup(student)
 
 
+def _one_cell(source):
+    return nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source, id="a")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+
+
 def test_unbalanced_markers_are_refused():
-    with pytest.raises(ValueError, match="end marker"):
-        course.clear_solutions("### BEGIN SOLUTION\nx = 1")
-    with pytest.raises(ValueError, match="nested"):
-        course.clear_solutions("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION")
-    with pytest.raises(ValueError, match="without its begin"):
-        course.clear_hidden_tests("x = 1\n### END HIDDEN TESTS")
-    # the words alone, in prose, are not markers
-    assert course.clear_solutions("print('### BEGIN SOLUTION')") == "print('### BEGIN SOLUTION')"
+    """nbgrader's ClearSolutions refuses a region without its end, and nested regions."""
+    with pytest.raises(RuntimeError, match="no end solution"):
+        course.student_notebook(_one_cell("### BEGIN SOLUTION\nx = 1"))
+    with pytest.raises(RuntimeError, match="nested"):
+        course.student_notebook(_one_cell("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"))
 
 
 def test_write_students_is_deterministic_and_idempotent(tmp_path):
@@ -101,7 +107,8 @@ def test_write_students_is_deterministic_and_idempotent(tmp_path):
     assert course.check_students(src, out) == []
     course.write_students(src, out)
     assert (out / "99_toy.ipynb").read_bytes() == first  # byte-identical
-    assert course.student_notebook(nbformat.reads(first.decode(), 4)) == nbformat.reads(first.decode(), 4)
+    again = nbformat.reads(first.decode(), 4)
+    assert course.student_notebook(again) == nbformat.reads(first.decode(), 4)
 
     (out / "99_toy.ipynb").write_text(first.decode().replace("YOUR CODE HERE", "a hint"))
     (out / "97_gone.ipynb").write_bytes(first)
@@ -139,8 +146,10 @@ def _student_copies() -> list:
     return [pytest.param(n, id=n[:2], marks=() if n == REPRESENTATIVE else pytest.mark.slow) for n in names]
 
 
+@contextlib.contextmanager
 def _current_env_kernel():
-    """A kernel manager for this interpreter's environment (as nbval's ``--nbval-current-env``)."""
+    """A kernel manager for this interpreter's environment (as nbval's ``--nbval-current-env``);
+    whatever kernel it started is shut down on leaving (nbclient leaves a kernel it was given running)."""
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -149,7 +158,13 @@ def _current_env_kernel():
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
             return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
 
-    return KernelManager(kernel_spec_manager=CurrentEnv(), kernel_name="python3")
+    km = KernelManager(kernel_spec_manager=CurrentEnv(), kernel_name="python3")
+    try:
+        yield km
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        assert not km.is_alive(), "the notebook's kernel outlived its test"
 
 
 def _is_stub(source: str) -> bool:
@@ -171,14 +186,13 @@ def test_student_copy_runs_up_to_its_first_exercise(name, monkeypatch):
     nb = nbformat.read(path, 4)
     stubs = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _is_stub(c.source)]
     assert stubs, f"{name} has no exercise stub"
-    client = NotebookClient(
-        nb, timeout=600, km=_current_env_kernel(), resources={"metadata": {"path": str(path.parent)}}
-    )
     error = None
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        error = exc
+    with _current_env_kernel() as km:
+        client = NotebookClient(nb, timeout=600, km=km, resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            error = exc
     failed = [i for i, c in enumerate(nb.cells) if any(o.output_type == "error" for o in c.get("outputs", []))]
     if error is not None:
         assert error.ename == "NotImplementedError", f"{name}: first error is not at a stub:\n{error}"
@@ -230,15 +244,15 @@ def test_link_checker_catches_broken_links(tmp_path):
     (site / "ok.html").write_text('<h2 id="here">x</h2><a href="sub/b.html#there">fine</a>')
     (site / "sub" / "b.html").write_text(
         '<p id="there"></p>'
-        '<a href="../ok.html#here">fine</a> <a href="#anything">same page</a> '
+        '<a href="../ok.html#here">fine</a> <a href="#there">same page</a> <a href="#anything">no anchor</a> '
         '<a href="https://example.org/x.html">web</a> <img src="data:image/png;base64,AAAA"> '
         '<a href="missing.html">gone</a> <img src="fig.png"> <a href="../ok.html#nowhere">bad anchor</a> '
         '<a href="../../outside.html">out</a> <a href="/abs.html">abs</a> <a href="01_x.ipynb">nb</a>'
     )
     (tmp_path / "outside.html").write_text("")
     broken = course.check_links(site)
-    assert len(broken) == 6, broken
-    for bad in ("missing.html", "fig.png", "#nowhere", "outside", "absolute", "01_x.ipynb"):
+    assert len(broken) == 7, broken
+    for bad in ("missing.html", "fig.png", "#nowhere", "#anything", "outside.html", "/abs.html", "01_x.ipynb"):
         assert any(bad in b for b in broken), (bad, broken)
 
 
@@ -264,3 +278,24 @@ def test_the_real_site_builds_offline_with_no_broken_links(tmp_path, offline):
     pages = course.build_site(site)
     assert len(pages) == len(course.source_notebooks()) + 1  # the notebooks and the index
     assert course.check_links(site) == []
+    for page in pages:  # offline-safe: no script, style sheet or font is fetched from the network
+        text = page.read_text(encoding="utf-8")
+        remote = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//[^>]*>", text)
+        assert remote == [], f"{page.name} loads {remote[:3]}"
+        assert "@import url(http" not in text
+    if course._mathjax_source() is not None:  # formulas typeset by the site's own MathJax
+        assert (site / course.MATHJAX_DIR / "MathJax.js").is_file()
+        assert 'src="../_static/mathjax/MathJax.js?config=' in pages[1].read_text(encoding="utf-8")
+
+
+def test_free_port_skips_a_port_in_use():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        found = course.free_port(port, tries=20)
+        assert port < found < port + 20
+        with pytest.raises(RuntimeError, match="no free port"):
+            course.free_port(port, tries=1)

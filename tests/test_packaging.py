@@ -8,6 +8,7 @@ import json
 import os
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,10 +34,11 @@ def _pyproject() -> dict:
 
 
 def _minimums(specs: list[str], rename: dict[str, str] | None = None) -> dict[str, str]:
-    """``["torch>=2.4", ...]`` -> ``{"pytorch": "2.4", ...}``; every entry must be name>=version."""
+    """``["torch>=2.4", ...]`` -> ``{"pytorch": "2.4", ...}``; every entry must be name>=version
+    (an environment marker after ``;`` is allowed and ignored)."""
     out: dict[str, str] = {}
     for spec in specs:
-        m = _SPEC.match(spec.strip())
+        m = _SPEC.match(spec.split(";", 1)[0].strip())
         assert m, f"{spec!r} is not of the form name>=version"
         name = m.group(1).lower().replace("_", "-")
         name = (rename or {}).get(name, name)
@@ -177,3 +179,23 @@ def test_importing_samlab_has_no_side_effects(tmp_path):
     assert all(unchanged.values()), unchanged
     assert list(cwd.iterdir()) == [] and list(home.iterdir()) == []
     assert not data.exists()
+
+
+def test_make_help_lists_every_target():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    phony = set(re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split())
+    assert targets == phony, "every target is .PHONY and every .PHONY entry is a target"
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    res = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    listed = {ln.split()[1]: ln for ln in res.stdout.splitlines() if ln.strip().startswith("make ")}
+    assert set(listed) == targets, f"make help misses {targets - set(listed)}"
+    assert all(len(ln.split()) > 2 for ln in listed.values()), "each target has a one-line description"
+
+
+def test_make_lab_allows_root_and_picks_a_free_port():
+    recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert '"$$(id -u)" = 0' in recipe and "--allow-root" in recipe
+    assert "free-port" in recipe and "--port=$$port" in recipe
