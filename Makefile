@@ -34,12 +34,16 @@ lab: setup ## open the notebooks in JupyterLab (first free port from 8888; --all
 # same tests in one process): the browser tests (their module imports no torch until its last
 # test, so Chromium, JupyterLab and a kernel run beside a small process), the other tests, then
 # every notebook through nbval (a small pytest process beside one kernel at a time).
-# The unit tests in two pytest processes (each releases its memory before the next starts).
-UNIT_A := $(sort $(wildcard tests/test_[a-m]*.py))
-UNIT_B := $(sort $(wildcard tests/test_[n-z]*.py))
+# The unit tests in three pytest processes, each releasing its memory before the next starts:
+# first those that start worker processes (four submitit jobs at once, concurrent writers), from a
+# small fresh pytest process, then the rest in two halves.
+SPAWNING := tests/test_cluster.py tests/test_results_lock.py tests/test_runner.py
+UNIT_A := $(filter-out $(SPAWNING),$(sort $(wildcard tests/test_[a-m]*.py)))
+UNIT_B := $(filter-out $(SPAWNING),$(sort $(wildcard tests/test_[n-z]*.py)))
 
 test: setup ## unit tests, every notebook (smoke size), nbgrader and browser tests: what CI runs
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests/test_browser.py
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" $(SPAWNING)
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" $(UNIT_A)
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" $(UNIT_B)
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest notebooks
