@@ -352,7 +352,7 @@ def status(
     profile = profile or profiles.active()
     exp = experiments.get(name, profile)
     results_root, checkpoint_root, folder = _roots(results_root, checkpoint_root, folder)
-    done = runner._finished(results.path(name, profile, results_root), exp.config())  # the runner's own rule
+    done = runner.finished(results.path(name, profile, results_root), exp.config())  # the runner's own rule
     manifest = _read_manifest(_manifest(folder, profile, name))
     latest = {(label, seed): manifest[_key(label, seed)][-1] for label in exp.methods for seed in exp.seeds
               if manifest.get(_key(label, seed)) and (label, seed) not in done}  # each unfinished run's last job

@@ -51,7 +51,7 @@ from samlab import data as data_mod
 from samlab import experiments, hardware, methods, models, profiles, provenance, results, train
 from samlab.confusion import confusion, confusion_counts
 
-__all__ = ["checkpoint_path", "dataset_for_seed", "grid", "load_or_run", "main", "run", "run_parallel"]
+__all__ = ["checkpoint_path", "dataset_for_seed", "finished", "grid", "load_or_run", "main", "run", "run_parallel"]
 
 
 def dataset_for_seed(exp: experiments.Experiment, seed: int, base: data_mod.Dataset | None = None) -> data_mod.Dataset:
@@ -83,7 +83,7 @@ def checkpoint_path(exp: experiments.Experiment, profile: str, label: str, seed:
     return root / profile / exp.name / f"{safe}-seed{seed}.ckpt"
 
 
-def _finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs already in the result file at ``path``, if it was written for ``config`` up to its seeds.
 
     A run depends on its own seed only (model initialisation, batch order, and its noise and
@@ -175,13 +175,13 @@ def run(
     mine: dict[tuple[str, int], dict[str, Any]] = {}
 
     def merged() -> dict[str, Any]:
-        runs = {**(_finished(path, config) if save else {}), **mine}
+        runs = {**(finished(path, config) if save else {}), **mine}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
     # Seed-major, so that an interrupted sweep has every method for its first seeds; one dataset per seed.
     ds, ds_seed = None, None
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
-        if (label, seed) not in wanted or (save and (label, seed) in _finished(path, config)):
+        if (label, seed) not in wanted or (save and (label, seed) in finished(path, config)):
             continue
         if ds_seed != seed:
             ds, ds_seed = None, None  # free the previous seed's tensors first
@@ -273,7 +273,7 @@ def run_parallel(
         raise ValueError(f"jobs must be an integer >= 1, got jobs={jobs!r}")
     profile = profile or profiles.active()
     exp = experiments.get(name, profile)
-    done = _finished(results.path(name, profile), exp.config())
+    done = finished(results.path(name, profile), exp.config())
     todo = [(label, seed) for label, seed in grid(exp, only, seeds) if (label, seed) not in done]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
