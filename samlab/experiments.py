@@ -39,6 +39,8 @@ __all__ = [
     "EXPERIMENTS",
     "REGULARISERS",
     "SEEDS",
+    "MEMORISATION_SETTINGS",
+    "SELECTION",
     "TUNING",
     "Experiment",
     "experiment",
@@ -48,6 +50,11 @@ __all__ = [
 
 #: the seeds of every compared configuration under ``cpu`` and ``gpu`` (``smoke``: seed 0 only)
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+#: experiments that choose a setting or hyperparameters on validation accuracy: fewer seeds
+#: (enough to rank candidates, not to make claims); every other experiment compares on SEEDS
+SELECTION: tuple[str, ...] = ("memorisation-pilot", "tuning-rho-30")
 
 
 def _seeds(profile: str) -> tuple[int, ...]:
@@ -120,6 +127,40 @@ def get(name: str, profile: str | None = None) -> Experiment:
 
 
 # --------------------------------------------------------------------------- experiments
+
+
+#: notebook 00's candidate training settings under ``cpu``/``gpu`` (label -> SGD with fit
+#: overrides), ranked on validation accuracy alone by ``memorisation-pilot``
+MEMORISATION_SETTINGS: dict[str, dict[str, Any]] = {
+    "constant lr 0.05": {"method": "sgd"},
+    "constant lr 0.02": {"method": "sgd", "fit": {"lr": 0.02}},
+    "cosine lr 0.05": {"method": "sgd", "fit": {"schedule": "cosine"}},
+    "step lr 0.05": {"method": "sgd", "fit": {"schedule": "step"}},
+}
+
+
+@experiment
+def memorisation_pilot(profile: str) -> Experiment:
+    """The setting of notebook 00, chosen on noisy validation accuracy only.
+
+    Notebook 00 must *show* the two phases of training on noisy labels (early learning,
+    then memorisation) in smoothed curves. The candidates (:data:`MEMORISATION_SETTINGS`:
+    constant learning rate 0.05 or 0.02, cosine or step decay from 0.05) are trained on
+    ``memorisation``'s data, noise and model, two seeds each;
+    :func:`samlab.results.memorisation_contrast` scores a run on its validation curve
+    alone (drop of the smoothed validation accuracy from its peak to the last 5 epochs,
+    in units of the curve's epoch-to-epoch scatter) and the setting with the best mean
+    score is the one ``memorisation`` trains under ``cpu``. The test set plays no part.
+    Not a comparison of methods: two seeds rank settings, they make no claim.
+    """
+    base = memorisation(profile)
+    return dataclasses.replace(
+        base,
+        name="memorisation-pilot",
+        description="notebook 00's training setting chosen on validation accuracy: constant, cosine or step learning rate",
+        methods=dict(MEMORISATION_SETTINGS),  # (under smoke the base learning rate is smoke's)
+        seeds=profiles.pick(profile=profile, smoke=(0,), cpu=(0, 1), gpu=(0, 1)),
+    )
 
 
 @experiment

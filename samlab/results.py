@@ -28,7 +28,7 @@ from typing import Any
 
 from samlab import data as data_mod
 from samlab import profiles, stats
-from samlab.train import History
+from samlab.train import LAST, History, smoothed
 
 __all__ = [
     "README_MARKERS",
@@ -39,6 +39,7 @@ __all__ = [
     "load",
     "load_bench",
     "locked",
+    "memorisation_contrast",
     "path",
     "select_on_validation",
     "short",
@@ -209,7 +210,11 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def select_on_validation(result: dict[str, Any], family: Callable[[str], str] | None = None) -> dict[str, dict[str, Any]]:
+def select_on_validation(
+    result: dict[str, Any],
+    family: Callable[[str], str] | None = None,
+    score: Callable[[dict[str, Any]], float] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Per method family, the label (hyperparameter value) with the best mean validation accuracy.
 
     A run's validation accuracy is ``val_acc``: its accuracy on the noisy validation set at
@@ -217,7 +222,10 @@ def select_on_validation(result: dict[str, Any], family: Callable[[str], str] | 
     seeds that every label of the family has run; the first label wins a tie. Test accuracy
     is never read. ``family(label)`` names a label's family; default: the label's first
     word (``"SAM ρ=0.05"`` -> ``"SAM"``, ``"reg W+A 1e-3"`` -> ``"reg"``: :data:`samlab.experiments.TUNING`).
-    Returns ``family -> {"label", "val_acc", "seeds", "candidates": {label: mean val_acc}}``.
+    ``score(run)``: another figure of the validation curve to maximise instead of
+    ``val_acc`` (e.g. :func:`memorisation_contrast`); it must not read test accuracy.
+    Returns ``family -> {"label", "val_acc", "seeds", "candidates": {label: mean val_acc}}``
+    (``val_acc``: the mean score when ``score`` is given).
     """
     family = family or (lambda label: label.split(" ")[0])
     values: dict[str, dict[str, dict[int, float]]] = {}
@@ -227,7 +235,8 @@ def select_on_validation(result: dict[str, Any], family: Callable[[str], str] | 
                 f"result of {result.get('experiment')!r} has no val_acc for run ({r['method']}, seed {r['seed']}): "
                 f"it predates the validation split"
             )
-        values.setdefault(family(r["method"]), {}).setdefault(r["method"], {})[r["seed"]] = float(r["val_acc"])
+        value = r["val_acc"] if score is None else score(r)
+        values.setdefault(family(r["method"]), {}).setdefault(r["method"], {})[r["seed"]] = float(value)
     out = {}
     for fam, labels in values.items():
         seeds = sorted(set.intersection(*(set(v) for v in labels.values())))
@@ -237,6 +246,28 @@ def select_on_validation(result: dict[str, Any], family: Callable[[str], str] | 
         best = max(means, key=means.__getitem__)
         out[fam] = {"label": best, "val_acc": means[best], "seeds": seeds, "candidates": means}
     return out
+
+
+def memorisation_contrast(run: dict[str, Any]) -> float:
+    """How clearly a run's *validation* curve shows early learning then memorisation.
+
+    With v the per-epoch noisy-validation accuracy and s its centred 3-epoch moving average
+    (:func:`samlab.train.smoothed`): (max s − mean of v over the last 5 epochs) divided by
+    the scatter of the curve around its smoothing, the standard deviation of v − s. A
+    drop of 10 scatters reads clearly on a plot; 1 does not. Test accuracy is never read
+    (what ``memorisation-pilot`` ranks notebook 00's settings by).
+    """
+    hist = [h for h in run["history"] if h.get("val_acc") is not None]
+    if len(hist) < 3:
+        raise ValueError(f"run ({run.get('method')}, seed {run.get('seed')}) has fewer than 3 epochs with val_acc")
+    v = [float(h["val_acc"]) for h in hist]
+    s = smoothed(v)
+    trained = v[1:] if len(v) > 1 else v  # epoch 0 is the untrained model
+    last = trained[-LAST:]
+    residual = [a - b for a, b in zip(v, s)]
+    mean_r = sum(residual) / len(residual)
+    scatter = (sum((r - mean_r) ** 2 for r in residual) / (len(residual) - 1)) ** 0.5
+    return (max(s) - sum(last) / len(last)) / max(scatter, 1e-12)
 
 
 #: the note under the results table when a file has no validation split

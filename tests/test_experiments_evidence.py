@@ -16,6 +16,8 @@ def test_every_comparison_has_five_seeds_and_per_seed_noise(profile):
         assert exp.noise_seed_of(3) == 3
         if name == "tuning-rho-30":
             assert exp.seeds == (0, 1, 2)
+        elif name in experiments.SELECTION:
+            assert 2 <= len(exp.seeds) <= 3, name
         else:
             assert len(exp.seeds) >= 5 and set(exp.seeds) >= set(experiments.SEEDS), name
 
@@ -56,3 +58,13 @@ def test_shared_runs_are_identical_configurations():
     assert experiments.shared_runs(tuning, lj) == {"SAM ρ=0.05": "SAM", "1-SAM ρ=0.01": "1-SAM", "J-SAM ρ=0.01": "J-SAM"}
     # another noise rate: nothing shared
     assert experiments.shared_runs(lj, experiments.get("logit-jacobian-50", "cpu")) == {}
+
+
+def test_memorisation_pilot_ranks_settings_of_the_memorisation_runs():
+    pilot, mem = experiments.get("memorisation-pilot", "cpu"), experiments.get("memorisation", "cpu")
+    assert set(experiments.SELECTION) <= set(experiments.EXPERIMENTS)
+    assert all(getattr(pilot, f) == getattr(mem, f) for f in ("dataset", "noise", "rate", "model", "model_options"))
+    assert all(c["method"] == "sgd" for c in pilot.methods.values())
+    # the chosen setting is among the candidates: memorisation trains with the pilot's fit and one of its overrides
+    chosen = [label for label, c in pilot.methods.items() if {**pilot.fit, **c.get("fit", {})} == mem.fit]
+    assert len(chosen) == 1, chosen

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
@@ -293,6 +294,31 @@ def test_select_on_validation_picks_by_mean_val_acc_and_never_reads_test():
     assert by_rho["all"]["label"] == "SAM ρ=0.05"
     with pytest.raises(ValueError, match="predates the validation split"):
         results.select_on_validation({"experiment": "old", "runs": [{"method": "SGD", "seed": 0, "best_test_acc": 0.5}]})
+
+
+def _curve_run(method, seed, val, test=None):
+    test = test or [0.5] * len(val)
+    return {"method": method, "seed": seed, "val_acc": max(val),
+            "history": [{"epoch": e, "val_acc": v, "test_acc": t} for e, (v, t) in enumerate(zip(val, test))]}
+
+
+def test_memorisation_contrast_by_hand_and_on_validation_only():
+    val = [0.1, 0.3, 0.5, 0.6, 0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3]
+    # by hand: truncated centred 3-epoch mean; its max is (0.5 + 0.6 + 0.5)/3 at epoch 3; the last 5
+    # trained epochs average 0.3; scatter = sample sd of val − smoothed (numpy, ddof=1)
+    v = np.array(val)
+    s = np.array([v[max(0, i - 1):i + 2].mean() for i in range(len(v))])
+    want = (1.6 / 3 - 0.3) / np.std(v - s, ddof=1)
+    assert results.memorisation_contrast(_curve_run("a", 0, val)) == pytest.approx(want)
+    flat = [0.1, 0.3] + [0.3, 0.31] * 4 + [0.3]
+    assert results.memorisation_contrast(_curve_run("b", 0, flat)) < 1 < want
+    # select_on_validation with this score: the peaked curve wins, whatever the test accuracies
+    runs = [_curve_run("peaked", 0, val, test=[0.0] * 11), _curve_run("flat", 0, flat, test=[1.0] * 11)]
+    picked = results.select_on_validation({"experiment": "pilot", "runs": runs}, family=lambda _: "all",
+                                          score=results.memorisation_contrast)
+    assert picked["all"]["label"] == "peaked" and picked["all"]["val_acc"] == pytest.approx(want)
+    with pytest.raises(ValueError, match="fewer than 3 epochs"):
+        results.memorisation_contrast(_curve_run("c", 0, [0.1, 0.2]))
 
 
 def test_table_shows_intervals_oracle_and_marks_old_files(tmp_path, tiny):
