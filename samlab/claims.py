@@ -33,6 +33,7 @@ __all__ = [
     "paired_claims",
     "paired_family",
     "per_class_accuracy",
+    "phase_claims",
     "pooled_accuracy",
     "recovery",
     "report",
@@ -480,3 +481,53 @@ def paired_claims(
         _runs(result, baseline)
     family = paired_family([(result, label, baseline, key) for label in labels], alpha)
     return list(family.values())
+
+
+#: the two phases of training on noisy labels, read per run (notebook 00): claim text,
+#: the two per-run quantities compared, and what their difference measures
+_PHASES = (
+    ("stopping at the validation-chosen epoch gives higher test accuracy than the last 5 epochs",
+     "test_at_val", "last5_test_acc", "test accuracy (at val. epoch − last 5)"),
+    ("the noisy examples are fit to their wrong label more in the last 5 epochs than at the validation-chosen epoch",
+     "last5_noisy_fit", "noisy_fit_at_val", "noisy fit (last 5 − at val. epoch)"),
+    ("at the validation-chosen epoch more noisy examples are predicted as their true class than as their wrong label",
+     "noisy_true_at_val", "noisy_fit_at_val", "noisy examples, true class − wrong label (at val. epoch)"),
+)
+
+
+def _phase_values(run: dict[str, Any]) -> dict[str, float]:
+    if run.get("val_epoch") is None:
+        raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no val_epoch: it predates the validation split")
+    at = next(h for h in run["history"] if h["epoch"] == run["val_epoch"])
+    return {"test_at_val": run["test_at_val"], "last5_test_acc": run["last5_test_acc"],
+            "last5_noisy_fit": run["last5_noisy_fit"], "noisy_fit_at_val": at["noisy_fit"],
+            "noisy_true_at_val": at["noisy_true"]}
+
+
+def phase_claims(result: dict[str, Any], label: str = "SGD", alpha: float = stats.ALPHA) -> list[dict[str, Any]]:
+    """Early learning, then memorisation, in ``label``'s runs: three paired claims over seeds.
+
+    Per run (seed), a quantity at the epoch chosen on noisy validation accuracy is compared
+    with the same run's value over its last 5 epochs, or with another quantity at that
+    epoch (:data:`_PHASES`): (1) test accuracy at the validation epoch above the last-5
+    mean (early stopping pays); (2) the noisy fit, the fraction of mislabelled examples
+    predicted as their wrong label, higher over the last 5 epochs than at the validation
+    epoch (memorisation comes late); (3) at the validation epoch, more mislabelled examples
+    predicted as their true class than as their wrong label (early learning). One family:
+    paired t tests over the seeds, Holm-corrected together (:func:`samlab.stats.claims`);
+    each claim "holds" or is "not established" (with one seed it cannot hold). Taught in
+    notebook 00. Returns dicts as :func:`paired_claims` does, ``claim`` worded per claim.
+    """
+    per_seed = {r["seed"]: _phase_values(r) for r in _runs(result, label)}
+    seeds = sorted(per_seed)
+    family = {
+        (label, label, quantity, "greater"): ([per_seed[s][a] for s in seeds], [per_seed[s][b] for s in seeds])
+        for _, a, b, quantity in _PHASES
+    }
+    out = []
+    for (text, *_), c in zip(_PHASES, stats.claims(family, alpha).values()):
+        d = _claim_dict(c, c.quantity)
+        prefix = f"{c.method} > {c.baseline} in {c.quantity}: "
+        d["claim"], d["evidence"] = f"{label}: {text}", c.line().removeprefix(prefix)
+        out.append(d)
+    return out

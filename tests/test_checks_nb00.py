@@ -7,8 +7,12 @@ from samlab.checks import nb00
 
 
 def _history() -> train.History:
-    rec = lambda e, t, c, n: {"epoch": e, "test_acc": t, "clean_fit": c, "noisy_fit": n}  # noqa: E731
-    return train.History(records=[rec(0, 0.1, 0.1, 0.1), rec(1, 0.8, 0.9, 0.05), rec(2, 0.6, 0.99, 0.7)])
+    rec = lambda e, t, v, c, n, tr: {"epoch": e, "test_acc": t, "val_acc": v, "clean_fit": c, "noisy_fit": n,  # noqa: E731
+                                     "noisy_true": tr}
+    # smoothed validation peaks at epoch 2 ((0.5 + 0.6 + 0.5)/3); the test maximum (the oracle) is at epoch 1
+    return train.History(records=[rec(0, 0.1, 0.1, 0.1, 0.11, 0.3), rec(1, 0.8, 0.5, 0.9, 0.05, 0.6),
+                                  rec(2, 0.6, 0.6, 0.95, 0.2, 0.4), rec(3, 0.5, 0.5, 0.99, 0.7, 0.2),
+                                  rec(4, 0.45, 0.2, 0.99, 0.8, 0.1)])
 
 
 def test_realised_rate(capsys):
@@ -26,12 +30,19 @@ def test_realised_rate(capsys):
     assert "number" in capsys.readouterr().out
 
 
-def test_noisy_fit_at_best(capsys):
+def test_noisy_fit_at_val(capsys):
     h = _history()
-    assert nb00.check_noisy_fit_at_best(0.05, h)
-    assert not nb00.check_noisy_fit_at_best(0.7, h)
+    assert h.val_epoch == 2 and h.best_epoch == 1
+    assert nb00.check_noisy_fit_at_val(0.2, h)
+    assert not nb00.check_noisy_fit_at_val(0.05, h)
+    assert "oracle" in capsys.readouterr().out
+    assert not nb00.check_noisy_fit_at_val(0.8, h)
     assert "last" in capsys.readouterr().out
-    assert not nb00.check_noisy_fit_at_best(0.9, h)
+    assert not nb00.check_noisy_fit_at_val(0.95, h)
     assert "clean" in capsys.readouterr().out
-    assert not nb00.check_noisy_fit_at_best(5.0, h)
+    assert not nb00.check_noisy_fit_at_val(0.4, h)
+    assert "true" in capsys.readouterr().out
+    assert not nb00.check_noisy_fit_at_val(5.0, h)
     assert "percent" in capsys.readouterr().out
+    assert not nb00.check_noisy_fit_at_val(0.33, h)
+    assert "val_epoch" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import pytest
 
 import numpy as np
 
+from samlab import claims
 from samlab.claims import paired_claims, paired_differences, paired_family, report
 
 
@@ -147,3 +148,40 @@ def test_source_class_accuracy_is_paired_per_seed_from_each_runs_test_confusion(
     no_sources = {**result, "noise_confusion": [[100, 0, 0], [0, 100, 0], [0, 0, 100]]}
     with pytest.raises(ValueError, match="no test images of a class that loses labels"):
         paired_differences(no_sources, "SAM", "SGD", "final_source_acc")
+
+
+def _phase_run(seed, test_at_val, last5_test, last5_noisy, noisy_at_val, true_at_val, label="SGD"):
+    history = [{"epoch": e, "noisy_fit": 0.9, "noisy_true": 0.0} for e in range(6)]
+    history[2] = {"epoch": 2, "noisy_fit": noisy_at_val, "noisy_true": true_at_val}
+    return {"method": label, "seed": seed, "val_epoch": 2, "test_at_val": test_at_val, "last5_test_acc": last5_test,
+            "last5_noisy_fit": last5_noisy, "history": history}
+
+
+def test_phase_claims_against_scipy_and_holm_by_hand():
+    from scipy import stats as st
+
+    rows = [(0, 0.50, 0.45, 0.30, 0.10, 0.40), (1, 0.52, 0.44, 0.35, 0.12, 0.38), (2, 0.49, 0.47, 0.28, 0.11, 0.10)]
+    result = {"experiment": "memorisation", "runs": [_phase_run(*r) for r in rows]}
+    out = claims.phase_claims(result)
+    assert [c["quantity"].split(" (")[0] for c in out] == ["test accuracy", "noisy fit", "noisy examples, true class − wrong label"]
+    pairs = [([r[1] for r in rows], [r[2] for r in rows]), ([r[3] for r in rows], [r[4] for r in rows]),
+             ([r[5] for r in rows], [r[4] for r in rows])]
+    raw = []
+    for c, (a, b) in zip(out, pairs):
+        ref = st.ttest_rel(a, b)
+        assert c["t"] == pytest.approx(ref.statistic) and c["p"] == pytest.approx(ref.pvalue) and c["seeds"] == 3
+        raw.append(ref.pvalue)
+    order = sorted(range(3), key=raw.__getitem__)  # Holm by hand: 3p, 2p, p, running maximum, capped at 1
+    want, running = [0.0] * 3, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[i]))
+        want[i] = running
+    assert [c["p_holm"] for c in out] == pytest.approx(want)
+    assert [c["holds"] for c in out] == [c["p_holm"] < 0.05 and c["mean_difference"] > 0 for c in out]
+    assert out[1]["mean_difference"] == pytest.approx((0.30 + 0.35 + 0.28 - 0.10 - 0.12 - 0.11) / 3)
+    assert all(c["claim"].startswith("SGD: ") and c["evidence"].startswith("paired t test, n=3") for c in out)
+    # one seed: no test, nothing holds
+    one = claims.phase_claims({"experiment": "m", "runs": [_phase_run(*rows[0])]})
+    assert [c["verdict"] for c in one] == ["not established"] * 3
+    with pytest.raises(ValueError, match="predates the validation split"):
+        claims.phase_claims({"experiment": "old", "runs": [{"method": "SGD", "seed": 0, "history": []}]})

@@ -63,7 +63,7 @@ def test_generate_fill_autograde_scores(tmp_path, monkeypatch):
     marked = course.nbgrader_source(source)
     tests = [c for c in marked.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
     assert [t.source for t in tests] == ["assert check_realised_rate(realised, ds)",
-                                          "assert check_noisy_fit_at_best(noisy_at_best, history)"]
+                                          "assert check_noisy_fit_at_val(noisy_at_val, history)"]
     root = tmp_path / "course"
     (root / "source" / "ps1").mkdir(parents=True)
     (root / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "samlab"\n')
@@ -73,7 +73,7 @@ def test_generate_fill_autograde_scores(tmp_path, monkeypatch):
     release = root / "release" / "ps1" / NAME
     released = nbformat.read(release, 4)
     text = nbformat.writes(released)
-    assert "BEGIN SOLUTION" not in text and "noisy_fit\"] for r in history" not in text
+    assert "BEGIN SOLUTION" not in text and "at_epoch(history.val_epoch)" not in text
     # make student's copy has the same cell sources as nbgrader's release (the test cells aside)
     student = course.student_notebook(source)
     assert [c.source for c in student.cells] == [c.source for c in released.cells if c.id not in {t.id for t in tests}]

@@ -8,7 +8,9 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from samlab.plots.training import plot_comparison, plot_cost_accuracy  # noqa: E402
+import pytest  # noqa: E402
+
+from samlab.plots.training import plot_comparison, plot_cost_accuracy, plot_memorisation, plot_phase_seeds  # noqa: E402
 from samlab.train import History  # noqa: E402
 
 
@@ -29,3 +31,35 @@ def test_comparison_draws_one_line_per_method_and_marks_the_best():
     ax = fig.axes[0]
     xy = [tuple(line.get_xydata()[0]) for line in ax.lines if len(line.get_xdata()) == 1]  # the best-dots
     assert xy == [(1.0, 0.3), (2.0, 0.4)]
+
+
+def _noisy_history(val, test, fit):
+    return History(records=[{"epoch": e, "val_acc": v, "test_acc": t, "clean_fit": f, "noisy_fit": f / 2,
+                             "noisy_true": 1 - f} for e, (v, t, f) in enumerate(zip(val, test, fit))])
+
+
+def test_memorisation_figure_splits_the_phases_at_the_validation_epoch_and_smooths():
+    val = [0.1, 0.2, 0.5, 0.6, 0.5, 0.3, 0.3, 0.2]
+    test = [0.1, 0.3, 0.4, 0.45, 0.9, 0.35, 0.3, 0.3]  # its maximum (epoch 4) is not the validation epoch
+    h = _noisy_history(val, test, [0.1 * e for e in range(8)])
+    fig = plot_memorisation(h)
+    left, right = fig.axes
+    # smoothed validation by hand: epoch 3 = (0.5 + 0.6 + 0.5) / 3 is the peak -> phases split at 3, not at 4
+    assert h.val_epoch == 3
+    assert [tuple(line.get_xdata()) for line in right.lines if line.get_linestyle() == ":"] == [(3, 3)]
+    want = np.array([np.mean(val[max(0, i - 1):i + 2]) for i in range(8)])
+    thick = [line for line in right.lines if line.get_linewidth() == 2]
+    np.testing.assert_allclose(thick[0].get_ydata(), want)
+    oracle = [line for line in right.lines if line.get_marker() == "x"]
+    assert [tuple(line.get_xydata()[0]) for line in oracle] == [(4.0, 0.9)] and "oracle" in oracle[0].get_label()
+    with pytest.raises(ValueError, match="validation accuracy"):
+        plot_memorisation(History(records=[{"epoch": 0, "test_acc": 0.1, "val_acc": None}]))
+
+
+def test_phase_seeds_marks_each_runs_validation_epoch():
+    a = _noisy_history([0.1, 0.5, 0.4, 0.2], [0.1, 0.4, 0.3, 0.2], [0.0, 0.2, 0.4, 0.6])
+    b = _noisy_history([0.1, 0.2, 0.3, 0.6], [0.1, 0.2, 0.3, 0.5], [0.0, 0.1, 0.2, 0.3])
+    fig = plot_phase_seeds({"seed 0": a, "seed 1": b})
+    assert len(fig.axes) == 3
+    dots = [tuple(line.get_xydata()[0]) for line in fig.axes[1].lines if len(line.get_xdata()) == 1]
+    assert [d[0] for d in dots] == [a.val_epoch, b.val_epoch] == [2, 3]  # (0.5 + 0.4 + 0.2)/3 > (0.1 + 0.5 + 0.4)/3

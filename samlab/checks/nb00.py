@@ -9,7 +9,7 @@ from samlab.checks.common import as_number
 from samlab.data import Dataset
 from samlab.train import History
 
-__all__ = ["check_realised_rate", "check_noisy_fit_at_best"]
+__all__ = ["check_realised_rate", "check_noisy_fit_at_val"]
 
 
 def check_realised_rate(answer: object, ds: Dataset) -> bool:
@@ -33,22 +33,28 @@ def check_realised_rate(answer: object, ds: Dataset) -> bool:
     return False
 
 
-def check_noisy_fit_at_best(answer: object, history: History) -> bool:
-    """Exercise 2: the noisy-fit accuracy at the epoch of best test accuracy."""
-    value = as_number(answer, "The noisy-fit accuracy")
+def check_noisy_fit_at_val(answer: object, history: History) -> bool:
+    """Exercise 2: the noisy fit at the epoch chosen on the noisy validation set (``history.val_epoch``)."""
+    value = as_number(answer, "The noisy fit")
     if value is None:
         return False
-    record = next(r for r in history.records if r["epoch"] == history.best_epoch)
+    record = history.at_epoch(history.val_epoch)
     if math.isclose(value, record["noisy_fit"], abs_tol=1e-6):
-        print(f"✓ Right: at epoch {history.best_epoch} the network fits {value:.1%} of the noisy examples.")
+        print(f"✓ Right: at epoch {history.val_epoch} the network fits {value:.1%} of the noisy examples to their wrong label.")
         return True
+    oracle = history.at_epoch(history.best_epoch)["noisy_fit"]
     final = history.records[-1]["noisy_fit"]
-    if math.isclose(value, final, abs_tol=1e-6):
-        print("✗ That is the value at the *last* epoch; look up the epoch of best test accuracy first.")
+    if history.best_epoch != history.val_epoch and math.isclose(value, oracle, abs_tol=1e-6):
+        print("✗ That is at the epoch of best *test* accuracy: an oracle, chosen by looking at the test set. "
+              "Use the epoch chosen on validation, history.val_epoch.")
+    elif math.isclose(value, final, abs_tol=1e-6):
+        print("✗ That is the value at the *last* epoch; look up history.val_epoch first.")
     elif math.isclose(value, record["clean_fit"], abs_tol=1e-6):
-        print("✗ That is the fit of the *clean* examples at the best epoch; the question asks for the noisy ones.")
+        print("✗ That is the fit of the *clean* examples at that epoch; the question asks for the noisy ones.")
+    elif math.isclose(value, record.get("noisy_true", math.nan), abs_tol=1e-6):
+        print("✗ That is the fraction of noisy examples predicted as their *true* class; the question asks for their wrong label.")
     elif value > 1:
         print("✗ Accuracies here are fractions in [0, 1], not percentages.")
     else:
-        print("✗ Not quite. Use history.best_epoch and the 'noisy_fit' entry of that epoch's record.")
+        print("✗ Not quite. Use history.val_epoch and the 'noisy_fit' entry of that epoch's record (history.at_epoch).")
     return False

@@ -11,12 +11,16 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from samlab.train import History
+from samlab.train import LAST, History, smoothed
 
-__all__ = ["METRIC_LABELS", "plot_comparison", "plot_cost_accuracy", "plot_fit", "plot_memorisation", "plot_metric"]
+__all__ = [
+    "METRIC_LABELS", "plot_comparison", "plot_cost_accuracy", "plot_fit", "plot_memorisation", "plot_metric",
+    "plot_phase_seeds", "plot_smoothed",
+]
 
 METRIC_LABELS = {
     "test_acc": "test accuracy",
+    "val_acc": "validation accuracy (noisy labels)",
     "clean_fit": "clean training examples fit",
     "noisy_fit": "noisy examples fit (to their wrong label)",
     "noisy_true": "noisy examples predicted as their true class",
@@ -58,34 +62,73 @@ def plot_fit(history: History, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_memorisation(history: History, title: str | None = None) -> Figure:
-    """Notebook 00's figure: training-set fit (left) and test accuracy (right), two phases shaded.
+def plot_smoothed(history: History, key: str, ax: Axes | None = None, label: str | None = None, **style) -> Axes:
+    """``key`` raw (thin, faint) and as its centred 3-epoch moving average (thick, :func:`samlab.train.smoothed`)."""
+    ax = _ax(ax)
+    epochs, values = history.column("epoch"), history.column(key)
+    (line,) = ax.plot(epochs, values, lw=0.8, alpha=0.35, **style)
+    ax.plot(epochs, smoothed(values), lw=2, color=line.get_color(), label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(METRIC_LABELS.get(key, key))
+    return ax
 
-    The early-learning phase runs up to the epoch of best test accuracy; after it, the
-    memorisation phase.
+
+def plot_memorisation(history: History, title: str | None = None) -> Figure:
+    """Notebook 00's figure: training-set fit (left), noisy validation and clean test accuracy
+    (right, raw and smoothed), the two phases shaded at the *validation-chosen* epoch.
+
+    Early learning runs up to the epoch of best smoothed noisy-validation accuracy
+    (:attr:`samlab.train.History.val_epoch`), memorisation after it. The test-set maximum
+    is marked only as the oracle it is (it chose its epoch on the test set).
     """
+    if not history.has_validation:
+        raise ValueError("plot_memorisation needs a history with validation accuracy (data.load(..., val_fraction > 0))")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    best = history.best_epoch
-    last = history.records[-1]["epoch"]
+    chosen, last = history.val_epoch, history.records[-1]["epoch"]
     for ax in (left, right):
-        ax.axvspan(0, best, color="tab:green", alpha=0.08, lw=0)
-        ax.axvspan(best, last, color="tab:red", alpha=0.08, lw=0)
-        ax.axvline(best, color="grey", ls=":", lw=1)
+        ax.axvspan(0, chosen, color="tab:green", alpha=0.08, lw=0)
+        ax.axvspan(chosen, last, color="tab:red", alpha=0.08, lw=0)
+        ax.axvline(chosen, color="grey", ls=":", lw=1)
     plot_fit(history, left)
     left.set_title("training set")
-    plot_metric(history, "test_acc", right, label="test accuracy", mark_best=True, color="black")
+    plot_smoothed(history, "val_acc", right, label="validation accuracy (noisy labels)", color="tab:blue")
+    plot_smoothed(history, "test_acc", right, label="test accuracy (clean labels)", color="black")
+    at_val, last5 = history.at_epoch(chosen)["test_acc"], history.last_mean("test_acc")
+    oracle = max(range(len(history.records)), key=lambda i: history.records[i]["test_acc"])
+    right.plot([history.records[oracle]["epoch"]], [history.records[oracle]["test_acc"]], "x", color="grey", ms=7,
+               label="oracle: test-set maximum (not a valid choice)")
     right.annotate(
-        f"best {history.best_test_acc:.3f} (epoch {best})\nfinal {history.final_test_acc:.3f}",
-        xy=(best, history.best_test_acc), xytext=(0.55, 0.15), textcoords="axes fraction", fontsize=9,
+        f"test at the validation epoch ({chosen}): {at_val:.3f}\n"
+        f"mean of the last {LAST} epochs: {last5:.3f}",
+        xy=(chosen, at_val), xytext=(0.45, 0.12), textcoords="axes fraction", fontsize=9,
         arrowprops={"arrowstyle": "->", "color": "grey"},
     )
-    right.set_title("test set")
+    right.set_ylabel("accuracy")
+    right.set_title("held-out data: thin raw, thick 3-epoch moving average")
+    right.legend(fontsize=8, loc="lower left")
     right.text(0.02, 0.97, "early learning", transform=right.transAxes, va="top", color="tab:green", fontsize=9)
     right.text(0.98, 0.97, "memorisation", transform=right.transAxes, va="top", ha="right", color="tab:red", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_phase_seeds(histories: Mapping[str, History], title: str | None = None) -> Figure:
+    """One line per run (e.g. per seed) of the smoothed noisy fit, validation and test accuracy,
+    each run's validation-chosen epoch marked with a dot: do the two phases repeat across seeds?"""
+
+    def draw(ax: Axes, key: str) -> None:
+        for name, h in histories.items():
+            epochs, values = h.column("epoch"), smoothed(h.column(key))
+            (line,) = ax.plot(epochs, values, lw=1.5, label=name)
+            if h.val_epoch is not None:
+                i = epochs.index(h.val_epoch)
+                ax.plot([epochs[i]], [values[i]], "o", color=line.get_color(), ms=5)
+        ax.set_xlabel("epoch")
+        ax.set_title(METRIC_LABELS.get(key, key) + " (3-epoch moving average)", fontsize=9)
+
+    return metric_panels(("noisy_fit", "val_acc", "test_acc"), draw, title=title)
 
 
 def metric_panels(
