@@ -99,6 +99,34 @@ def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[s
     return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"]}
 
 
+def shared_finished(
+    exp: experiments.Experiment, profile: str, results_root: Path | None = None
+) -> dict[tuple[str, int], tuple[str, dict[str, Any]]]:
+    """Runs of ``exp`` already trained by *another* experiment: ``(label, seed) -> (that
+    experiment's name, its finished run)``.
+
+    Two experiments train identical runs where :func:`samlab.experiments.shared_runs` pairs
+    their labels (same data, noise, model, training settings, validation fraction, noise
+    seeds and method configuration) and both have the seed; the run must be finished in
+    the other's result file for that file's current configuration (:func:`finished`).
+    The first experiment in name order that has it wins.
+    """
+    found: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+    for other_name in sorted(experiments.EXPERIMENTS):
+        if other_name == exp.name:
+            continue
+        other = experiments.get(other_name, profile)
+        pairs = experiments.shared_runs(exp, other)
+        if not pairs:
+            continue
+        done = finished(results.path(other_name, profile, results_root), other.config())
+        for label, other_label in pairs.items():
+            for seed in exp.seeds:
+                if (other_label, seed) in done and (label, seed) not in found:
+                    found[(label, seed)] = (other_name, done[(other_label, seed)])
+    return found
+
+
 def grid(
     exp: experiments.Experiment, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None
 ) -> list[tuple[str, int]]:
@@ -125,8 +153,15 @@ def run(
     checkpoint_root: Path | None = None,
     progress: bool = True,
     save: bool = True,
+    share: bool = True,
 ) -> dict[str, Any]:
     """Train every (method, seed) of experiment ``name`` and return (and save) the result.
+
+    With ``share`` (default), a run that another experiment has already trained with the
+    very same settings (:func:`shared_finished`) is not trained again: it is copied into
+    this result under this experiment's label, with ``shared_from`` = ``{"experiment",
+    "method"}`` naming the original (its history, timings and provenance are the
+    original's). Notebooks that show both experiments say that those are the same runs.
 
     ``only`` restricts training to some method labels and ``seeds`` to some of the
     experiment's seeds. Finished runs found in the result
@@ -178,10 +213,20 @@ def run(
         runs = {**(finished(path, config) if save else {}), **mine}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
+    shared = shared_finished(exp, profile, results_root) if share else {}
     # Seed-major, so that an interrupted sweep has every method for its first seeds; one dataset per seed.
     ds, ds_seed = None, None
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
         if (label, seed) not in wanted or (save and (label, seed) in finished(path, config)):
+            continue
+        if (label, seed) in shared:
+            other, original = shared[(label, seed)]
+            mine[(label, seed)] = {**original, "method": label, "shared_from": {"experiment": other, "method": original["method"]}}
+            if progress:
+                print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
+            if save:
+                with results.locked(path):
+                    results.write(path, merged())
             continue
         if ds_seed != seed:
             ds, ds_seed = None, None  # free the previous seed's tensors first
@@ -260,6 +305,7 @@ def run_parallel(
     only: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     device: str | None = None,
+    share: bool = True,
 ) -> int:
     """Train the runs of ``name`` that are not finished in ``jobs`` worker processes on this machine.
 
@@ -280,7 +326,7 @@ def run_parallel(
     def one(run_: tuple[str, int]) -> int:
         label, seed = run_
         cmd = [sys.executable, "-m", "samlab.experiments", "run", name, "--profile", profile,
-               "--only", label, "--seeds", str(seed)] + (["--device", device] if device else [])
+               "--only", label, "--seeds", str(seed)] + (["--device", device] if device else []) + ([] if share else ["--no-share"])
         code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode
         print(f"{name} {label} seed {seed}: " + ("done" if code == 0 else f"FAILED (exit {code})"), flush=True)
         return code
@@ -304,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--only", default=None, help="comma-separated method labels")
     p_run.add_argument("--seeds", default=None, help="comma-separated seeds (a subset of the experiment's)")
     p_run.add_argument("--device", default=None)
+    p_run.add_argument("--no-share", action="store_true",
+                       help="train every run, even one another experiment has already trained with the same settings")
     p_run.add_argument("--jobs", type=int, default=1,
                        help="worker processes on this machine, one (method, seed) run each (single-threaded)")
     p_table = sub.add_parser("table", help="markdown table of the saved results")
@@ -325,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = run_parallel(
                     name, args.profile, jobs=args.jobs, only=args.only.split(",") if args.only else None,
                     seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None, device=args.device,
+                    share=not args.no_share,
                 )
                 if code:
                     return code
@@ -335,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 only=args.only.split(",") if args.only else None,
                 seeds=[int(v) for v in args.seeds.split(",")] if args.seeds else None,
                 device=args.device,
+                share=not args.no_share,
             )
             print(f"{name}: {results.path(name, res['profile'])}")
             for row in results.summarise(res):

@@ -65,6 +65,8 @@ def test_memorisation_pilot_ranks_settings_of_the_memorisation_runs():
     assert set(experiments.SELECTION) <= set(experiments.EXPERIMENTS)
     assert all(getattr(pilot, f) == getattr(mem, f) for f in ("dataset", "noise", "rate", "model", "model_options"))
     assert all(c["method"] == "sgd" for c in pilot.methods.values())
+    assert not set(pilot.seeds) & set(mem.seeds)  # the claims' runs took no part in choosing their setting
+    assert experiments.shared_runs(pilot, mem) == {}
     # the chosen setting is among the candidates: memorisation trains with the pilot's fit and one of its overrides
     chosen = [label for label, c in pilot.methods.items() if {**pilot.fit, **c.get("fit", {})} == mem.fit]
     assert len(chosen) == 1, chosen

@@ -357,3 +357,39 @@ def test_run_parallel_workers_write_the_file_one_process_writes(tmp_path, monkey
         assert [r["test_acc"] for r in a["history"]] == [r["test_acc"] for r in b["history"]]
     with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
         runner.run_parallel("logit-jacobian-30", "smoke", jobs=0)
+
+
+def test_a_run_another_experiment_trained_is_copied_not_retrained(tmp_path, tiny, monkeypatch):
+    kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    twin = lambda profile: dataclasses.replace(  # noqa: E731
+        tiny(profile), name="tiny-twin", description="another comparison on the same data",
+        methods={"SGD": {"method": "sgd"}, "SAM ρ=0.1": {"method": "sam", "rho": 0.1}, "sam": {"method": "sam", "rho": 0.05}})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny-twin", twin)
+    assert experiments.shared_runs(twin("smoke"), tiny("smoke")) == {"SGD": "SGD", "sam": "SAM"}
+    assert runner.shared_finished(twin("smoke"), "smoke", tmp_path / "r") == {}  # nothing trained yet
+    first = runner.run("tiny", "smoke", **kw)
+    real_fit, calls = train.fit, []
+
+    def counting_fit(model, method, data, config):
+        calls.append((method.config().get("rho"), config.seed))
+        return real_fit(model, method, data, config)
+
+    monkeypatch.setattr(train, "fit", counting_fit)
+    res = runner.run("tiny-twin", "smoke", **kw)
+    assert calls == [(0.1, 0), (0.1, 1)]  # only the new configuration was trained
+    assert len(first["runs"]) == 4
+    saved_first = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
+    original = {(r["method"], r["seed"]): r for r in saved_first["runs"]}
+    for r in res["runs"]:
+        if r["method"] == "SAM ρ=0.1":
+            assert "shared_from" not in r
+            continue
+        src = original[("SAM" if r["method"] == "sam" else "SGD", r["seed"])]
+        assert r["shared_from"] == {"experiment": "tiny", "method": src["method"]}
+        assert r["history"] == src["history"] and r["git_commit"] == src["git_commit"]
+    saved = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())
+    assert [r.get("shared_from", {}).get("experiment") for r in saved["runs"]] == ["tiny", "tiny", None, None, "tiny", "tiny"]
+    # --no-share trains everything
+    calls.clear()
+    runner.run("tiny-twin", "smoke", share=False, results_root=tmp_path / "r2", checkpoint_root=tmp_path / "c2", progress=False)
+    assert len(calls) == 6
