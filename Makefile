@@ -29,24 +29,31 @@ lab: setup ## open the notebooks in JupyterLab (first free port from 8888; --all
 	echo "make lab: JupyterLab at http://localhost:$$port/lab (open the URL with the token printed below; Ctrl-C to stop)"; \
 	exec $(BIN)/jupyter lab notebooks/ --port=$$port --port-retries=0 $$extra
 
-# Unit tests and notebooks at the smoke size (what CI runs), in three pytest processes, so that
+# Unit tests and notebooks at the smoke size (what CI runs), in six pytest processes, so that
 # what one holds is released before the next starts (lower peak memory; `pytest` alone runs the
 # same tests in one process): the browser tests (their module imports no torch until its last
-# test, so Chromium, JupyterLab and a kernel run beside a small process), the other tests, then
-# every notebook through nbval (a small pytest process beside one kernel at a time).
-# The unit tests in three pytest processes, each releasing its memory before the next starts:
-# first those that start worker processes (four submitit jobs at once, concurrent writers), from a
-# small fresh pytest process, then the rest in two halves.
+# test, so Chromium, JupyterLab and a kernel run beside a small process); the tests that start
+# worker processes (submitit jobs, concurrent writers), from a small fresh pytest process; the
+# other unit tests in two halves; the student copies run up to their first exercise (one kernel each); every
+# notebook through nbval. The last two start a kernel per notebook, and a kernel spends most of
+# its life in one Python thread (imports, smoke-size models), so they run in two pytest-xdist
+# workers, each worker and kernel with one torch thread (OMP_NUM_THREADS=1: two processes of
+# two threads on two cores spin-wait and run several times slower); nbval keeps a notebook's
+# cells in one worker, in order (--dist loadfile). `make test XDIST=` runs them one at a time.
 SPAWNING := tests/test_cluster.py tests/test_results_lock.py tests/test_runner.py
-UNIT_A := $(filter-out $(SPAWNING),$(sort $(wildcard tests/test_[a-m]*.py)))
+KERNELS := tests/test_course.py::test_student_copy_runs_up_to_its_first_exercise
+UNIT_A := $(filter-out $(SPAWNING) tests/test_browser.py,$(sort $(wildcard tests/test_[a-m]*.py)))
 UNIT_B := $(filter-out $(SPAWNING),$(sort $(wildcard tests/test_[n-z]*.py)))
+XDIST ?= -n 2
+PAR := $(if $(XDIST),OMP_NUM_THREADS=1)
 
 test: setup ## unit tests, every notebook (smoke size), nbgrader and browser tests: what CI runs
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m browser tests/test_browser.py
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" $(SPAWNING)
-	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" $(UNIT_A)
+	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" --deselect $(KERNELS) $(UNIT_A)
 	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -m "not browser" $(UNIT_B)
-	SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest notebooks
+	$(PAR) SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest $(XDIST) $(if $(XDIST),--dist worksteal) $(KERNELS)
+	$(PAR) SAMLAB_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest $(XDIST) $(if $(XDIST),--dist loadfile) notebooks
 
 # Unit tests only.
 test-fast: setup ## unit tests only (tests/, without the browser tests)

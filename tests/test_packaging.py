@@ -199,3 +199,13 @@ def test_make_lab_allows_root_and_picks_a_free_port():
     recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert '"$$(id -u)" = 0' in recipe and "--allow-root" in recipe
     assert "free-port" in recipe and "--port=$$port" in recipe
+
+
+def test_the_course_tools_do_not_import_torch():
+    """``import samlab.course`` (student copies, the site) loads no torch: the student-copy tests'
+    workers stay small beside their kernels; ``samlab.fit`` and the other shortcuts still resolve."""
+    code = ("import sys, samlab.course; assert 'torch' not in sys.modules, 'torch imported'; "
+            "import samlab; assert samlab.fit is samlab.train.fit and samlab.load is samlab.data.load; "
+            "assert 'torch' in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
