@@ -59,7 +59,12 @@ steps per configuration (use 50 or more on a GPU). One JSON line per model and m
 ``{"device", "model", "batch", "method", "images_per_second", "speedup"}``; no number
 is asserted anywhere.
 
-``--out FILE`` (either mode) also writes the records, with the command, hardware, torch
+``--eval 128,2048`` times instead :func:`samlab.train.evaluate`, the evaluation ``fit``
+runs after every epoch (training, validation and test sets; here synthetic CIFAR-shaped
+images of cifar10-mini's size), at each evaluation batch size, and checks that the sizes
+give the same figures: what :data:`samlab.train.EVAL_BATCH` is chosen by.
+
+``--out FILE`` (any mode) also writes the records, with the command, hardware, torch
 version, commit and date, to a JSON file; ``--readme README.md`` rewrites the README's
 benchmark tables from the committed ``data/results/cpu/bench.json`` and
 ``data/results/gpu/{bench,throughput}.json``.
@@ -85,7 +90,7 @@ from torch import nn
 from samlab import data as data_mod
 from samlab import fast, hardware, methods, provenance, results
 from samlab.models import build
-from samlab.train import FitConfig, epoch_batches
+from samlab.train import FitConfig, epoch_batches, evaluate
 
 __all__ = [
     "MODELS",
@@ -99,6 +104,7 @@ __all__ = [
     "build_methods",
     "committed_gpu_tables",
     "committed_table",
+    "eval_seconds",
     "load_record",
     "relabel",
     "main",
@@ -497,6 +503,35 @@ def training_hours(
     return {label: ratio * record["ms_per_step"]["sgd"] * steps / 3.6e6 for label, ratio in costs.items()}
 
 
+def eval_seconds(
+    model_key: str, batch_sizes: Sequence[int], *, n_train: int = 4500, n_test: int = 1000, repeats: int = 3,
+    device: torch.device | str = "cpu", seed: int = 0,
+) -> dict[str, Any]:
+    """Seconds of one :func:`samlab.train.evaluate` (the per-epoch evaluation of ``fit``) at each
+    evaluation batch size, on synthetic CIFAR-shaped data of cifar10-mini's size (``n_train``
+    training images, 10% of them as validation, ``n_test`` test images); the median of
+    ``repeats``, the sizes taking turns. Also checks that every size gives the same figures."""
+    device = torch.device(device)
+    name, options = MODELS[model_key]
+    model = build(name, INPUT_SHAPES.get(model_key, INPUT_SHAPE), NUM_CLASSES, seed=seed, **options).to(device)
+    ds = data_mod.split_validation(fast.synthetic_images(n=n_train, n_test=n_test, seed=seed), 0.1, seed).to(device)
+    times: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    figures: dict[int, dict[str, float]] = {}
+    for _ in range(repeats):
+        for b in batch_sizes:
+            _sync(device)
+            t0 = time.perf_counter()
+            figures[b] = evaluate(model, ds, b)
+            _sync(device)
+            times[b].append(time.perf_counter() - t0)
+    first = figures[batch_sizes[0]]
+    agree = all(abs(f[k] - first[k]) <= 1e-5 for f in figures.values() for k in first
+                if isinstance(first[k], float) and first[k] == first[k])
+    seconds = {str(b): round(statistics.median(v), 3) for b, v in times.items()}
+    return {"device": _where(device), "model": model_key, "images": n_train + n_test, "seconds": seconds,
+            "same_figures": agree}
+
+
 def _write_out(out: str, argv: Sequence[str] | None, device: str, records: list[dict[str, Any]]) -> None:
     """``--out``: the records with the command that made them and the machine's provenance."""
     env = {k: v for k, v in provenance.record(torch.device(device)).items() if k in ("hardware", "git_commit", "date", "torch")}
@@ -634,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--throughput", action="store_true", help="images/s of the fast data path of train.fit vs the default"
     )
     parser.add_argument("--compile", action="store_true", help="with --throughput: also time torch.compile")
+    parser.add_argument("--eval", default=None, metavar="SIZES",
+                        help="comma-separated evaluation batch sizes: time train.evaluate at each instead")
     parser.add_argument("--out", default=None, help="also write the JSON records (a list) to this file")
     parser.add_argument("--readme", default=None,
                         help="only rewrite the benchmark tables of this README from data/results/{cpu,gpu}/")
@@ -649,6 +686,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--batch and --repeats must be >= 1, --warmup >= 0")
     labels = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.eval:
+        sizes = [int(v) for v in args.eval.split(",") if v.strip()]
+        if not sizes or min(sizes) < 1:
+            parser.error(f"--eval must list batch sizes >= 1, got {args.eval!r}")
+        lines = [eval_seconds(m, sizes, repeats=args.repeats, device=args.device, seed=args.seed) for m in models]
+        if args.out:
+            _write_out(args.out, argv, args.device, lines)
+        for line in lines:
+            print(json.dumps(line), flush=True)
+        return 0
     if args.throughput:
         records = throughput_records(
             models, labels or ["sgd", "sam"], batch=args.batch, repeats=args.repeats, warmup=args.warmup,

@@ -8,11 +8,15 @@ from samlab.checks import nb04
 
 
 def _result() -> dict:
-    def run(method, best, final, spe, ips):
-        return {"method": method, "seed": 0, "best_test_acc": best, "final_test_acc": final,
+    def run(method, best, final, spe, ips, at_val=None, last5=None):
+        at_val = best if at_val is None else at_val
+        last5 = final if last5 is None else last5
+        return {"method": method, "seed": 0, "best_test_acc": best, "oracle_test_acc": best, "final_test_acc": final,
+                "test_at_val": at_val, "last5_test_acc": last5,
                 "seconds_per_epoch": spe, "images_per_second": ips, "history": []}
     # SAM: 2.5× the time per epoch; images/s (a median) gives 2.4×: both are accepted.
-    return {"runs": [run("SGD", 0.60, 0.45, 4.0, 12000.0), run("SAM", 0.70, 0.66, 10.0, 5000.0),
+    # SGD: oracle 0.60, last epoch 0.45; at its validation epoch 0.58, last-5 mean 0.43 -> gains 15 points
+    return {"runs": [run("SGD", 0.60, 0.45, 4.0, 12000.0, at_val=0.58, last5=0.43), run("SAM", 0.70, 0.66, 10.0, 5000.0),
                      run("J-SAM", 0.68, 0.68, 12.0, None)]}
 
 
@@ -32,10 +36,12 @@ def test_check_cost_ratio(capsys):
 
 def test_check_early_stopping_gain(capsys):
     r = _result()
-    assert nb04.check_early_stopping_gain(15.0, r) and "15.00 points" in capsys.readouterr().out
+    assert nb04.check_early_stopping_gain(15.0, r) and "gains 15.00 points" in capsys.readouterr().out
     assert not nb04.check_early_stopping_gain(0.15, r) and "percentage points" in capsys.readouterr().out
     assert not nb04.check_early_stopping_gain(-15.0, r) and "sign" in capsys.readouterr().out
-    assert not nb04.check_early_stopping_gain(60.0, r) and "best accuracy itself" in capsys.readouterr().out
-    assert not nb04.check_early_stopping_gain(4.0, r) and "best_test_acc" in capsys.readouterr().out
+    assert not nb04.check_early_stopping_gain(17.0, r) and "oracle" in capsys.readouterr().out  # 0.60 − 0.43
+    assert not nb04.check_early_stopping_gain(13.0, r)  # 0.58 − 0.45: the last epoch, not the last 5
+    assert "last epoch alone" in capsys.readouterr().out
+    assert not nb04.check_early_stopping_gain(4.0, r) and "test_at_val" in capsys.readouterr().out
     assert not nb04.check_early_stopping_gain(None, r) and "number" in capsys.readouterr().out
-    assert nb04.check_early_stopping_gain(0.0, r, method="J-SAM") and "saves nothing" in capsys.readouterr().out
+    assert nb04.check_early_stopping_gain(0.0, r, method="J-SAM") and "0.00 points" in capsys.readouterr().out

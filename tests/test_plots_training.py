@@ -24,13 +24,21 @@ def test_cost_accuracy_points_are_the_rows():
     assert [t.get_text() for t in ax.texts] == ["SGD", "SAM"]
 
 
-def test_comparison_draws_one_line_per_method_and_marks_the_best():
-    h = {"A": History(records=[{"epoch": 0, "test_acc": 0.1}, {"epoch": 1, "test_acc": 0.3}, {"epoch": 2, "test_acc": 0.2}]),
-         "B": History(records=[{"epoch": 0, "test_acc": 0.1}, {"epoch": 1, "test_acc": 0.2}, {"epoch": 2, "test_acc": 0.4}])}
+def test_comparison_draws_one_line_per_method_and_marks_the_validation_epoch():
+    rec = lambda e, t, v: {"epoch": e, "test_acc": t, "val_acc": v}  # noqa: E731
+    # A: validation peaks (smoothed) at epoch 1, the test maximum is at epoch 3; B: both at epoch 3
+    h = {"A": History(records=[rec(e, t, v) for e, (t, v) in enumerate(
+             [(0.1, 0.1), (0.3, 0.6), (0.2, 0.5), (0.5, 0.0), (0.2, 0.0), (0.2, 0.0)])]),
+         "B": History(records=[rec(e, t, v) for e, (t, v) in enumerate(
+             [(0.1, 0.1), (0.2, 0.2), (0.3, 0.5), (0.4, 0.6), (0.3, 0.5), (0.2, 0.1)])])}
+    assert (h["A"].val_epoch, h["B"].val_epoch) == (1, 3)
     fig = plot_comparison(h, keys=("test_acc",))
     ax = fig.axes[0]
-    xy = [tuple(line.get_xydata()[0]) for line in ax.lines if len(line.get_xdata()) == 1]  # the best-dots
-    assert xy == [(1.0, 0.3), (2.0, 0.4)]
+    xy = [tuple(line.get_xydata()[0]) for line in ax.lines if len(line.get_xdata()) == 1]  # the dots
+    assert xy == [(1.0, 0.3), (3.0, 0.4)]  # never A's test maximum (epoch 3, 0.5)
+    # without a validation split nothing is marked
+    bare = {"C": History(records=[{"epoch": 0, "test_acc": 0.1}, {"epoch": 1, "test_acc": 0.3}])}
+    assert [line for line in plot_comparison(bare, keys=("test_acc",)).axes[0].lines if len(line.get_xdata()) == 1] == []
 
 
 def _noisy_history(val, test, fit):

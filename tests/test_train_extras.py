@@ -123,3 +123,21 @@ def test_on_epoch_values_join_the_record():
                   on_epoch=lambda e, m: {"norm": float(m.head.weight.detach().norm())} if e != 1 else None)
     assert "norm" not in h.records[1]
     assert [h.records[0]["norm"], h.records[2]["norm"]] == pytest.approx([h.records[0]["head_norm"], h.records[2]["head_norm"]], rel=1e-6)
+
+
+def test_evaluation_batch_defaults_by_device_and_does_not_change_the_figures(monkeypatch):
+    from samlab import bench, data, methods, models, train
+
+    assert train.eval_batch(None, torch.device("cpu")) == train.EVAL_BATCH["cpu"]
+    assert train.eval_batch(None, torch.device("cuda")) == train.EVAL_BATCH["cuda"] and train.eval_batch(7, "cpu") == 7
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        train.FitConfig(eval_batch_size=0)
+    seen = []
+    real = train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda m, d, b, f: seen.append(b) or real(m, d, b, f))
+    ds = data.load("digits", noise="symmetric-flip", rate=0.2, noise_seed=0)
+    model = models.build("mlp", ds.input_shape, ds.num_classes, seed=0, hidden=16, depth=1)
+    train.fit(model, methods.get("sgd"), ds, train.FitConfig(epochs=1, progress=False))
+    assert seen == [train.EVAL_BATCH["cpu"]] * 2  # epoch 0 and epoch 1
+    rec = bench.eval_seconds("mlp", [100, 4096], repeats=1)
+    assert rec["same_figures"] and set(rec["seconds"]) == {"100", "4096"}

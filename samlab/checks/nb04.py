@@ -55,11 +55,34 @@ def check_cost_ratio(answer: object, result: dict[str, Any], method: str = "SAM"
 
 
 def check_early_stopping_gain(answer: object, result: dict[str, Any], method: str = "SGD") -> bool:
-    """Exercise 2: how many percentage points of test accuracy early stopping saves ``method``
-    (best minus final test accuracy, × 100)."""
+    """Exercise 2: how many percentage points of test accuracy stopping ``method`` at the epoch
+    chosen on the noisy validation set gains over training to the end (test accuracy at the
+    validation-chosen epoch minus the mean of the last 5 epochs, × 100; means over seeds)."""
     value = as_number(answer, "The gain of early stopping")
     if value is None:
         return False
+    runs = _runs(result, method)
+    at_val, last5 = _mean(runs, "test_at_val"), _mean(runs, "last5_test_acc")
+    gain = 100 * (at_val - last5)
+    if math.isclose(value, gain, abs_tol=1e-6):
+        word = "gains" if gain > 0 else "loses"
+        print(f"✓ Right: stopping {method} at its validation-chosen epoch {word} {abs(gain):.2f} points "
+              "against the mean of its last 5 epochs.")
+        return True
+    oracle = _mean(runs, "oracle_test_acc")
+    if gain and math.isclose(value, gain / 100, abs_tol=1e-8):
+        print("✗ That is a difference of fractions; the question asks for percentage points (× 100).")
+    elif gain and math.isclose(value, -gain, abs_tol=1e-6):
+        print("✗ The sign is flipped: the validation-chosen epoch minus the last 5.")
+    elif any(math.isclose(value, 100 * (oracle - end), abs_tol=1e-6) for end in (last5, _mean(runs, "final_test_acc"))):
+        print("✗ That uses the test-set maximum: an oracle (its epoch was chosen on the test set). "
+              "Use 'test_at_val', the test accuracy at the epoch chosen on validation.")
+    elif math.isclose(value, 100 * (at_val - _mean(runs, "final_test_acc")), abs_tol=1e-6):
+        print("✗ That compares with the last epoch alone, one point of an oscillating curve; "
+              "use the mean of the last 5 epochs, 'last5_test_acc'.")
+    else:
+        print(f"✗ Not quite. Use 'test_at_val' and 'last5_test_acc' of the runs of {method} in result['runs'].")
+    return False
     runs = _runs(result, method)
     gain = 100 * (_mean(runs, "best_test_acc") - _mean(runs, "final_test_acc"))
     if math.isclose(value, gain, abs_tol=1e-6):

@@ -37,14 +37,16 @@ def _ax(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.subplots(figsize=(5, 3.5))[1]
 
 
-def plot_metric(history: History, key: str, ax: Axes | None = None, label: str | None = None, mark_best: bool = False, **style) -> Axes:
-    """One metric over epochs; ``mark_best`` marks the maximum with a dot."""
+def plot_metric(history: History, key: str, ax: Axes | None = None, label: str | None = None, mark_val: bool = False, **style) -> Axes:
+    """One metric over epochs; ``mark_val`` marks its value at the validation-chosen epoch
+    (:attr:`samlab.train.History.val_epoch`) with a dot (nothing without a validation split:
+    the epoch is never chosen on the test set)."""
     ax = _ax(ax)
     epochs, values = history.column("epoch"), history.column(key)
     (line,) = ax.plot(epochs, values, label=label, **style)
-    if mark_best:
-        best = max(range(len(values)), key=values.__getitem__)
-        ax.plot([epochs[best]], [values[best]], "o", color=line.get_color(), ms=6)
+    if mark_val and history.val_epoch is not None:
+        i = epochs.index(history.val_epoch)
+        ax.plot([epochs[i]], [values[i]], "o", color=line.get_color(), ms=6)
     ax.set_xlabel("epoch")
     ax.set_ylabel(METRIC_LABELS.get(key, key))
     return ax
@@ -97,15 +99,15 @@ def plot_memorisation(history: History, title: str | None = None) -> Figure:
     oracle = max(range(len(history.records)), key=lambda i: history.records[i]["test_acc"])
     right.plot([history.records[oracle]["epoch"]], [history.records[oracle]["test_acc"]], "x", color="grey", ms=7,
                label="oracle: test-set maximum (not a valid choice)")
-    right.annotate(
-        f"test at the validation epoch ({chosen}): {at_val:.3f}\n"
-        f"mean of the last {LAST} epochs: {last5:.3f}",
-        xy=(chosen, at_val), xytext=(0.45, 0.12), textcoords="axes fraction", fontsize=9,
-        arrowprops={"arrowstyle": "->", "color": "grey"},
+    right.text(
+        0.98, 0.03, f"test accuracy at the validation epoch ({chosen}): {at_val:.3f}\n"
+        f"mean test accuracy of the last {LAST} epochs: {last5:.3f}",
+        transform=right.transAxes, ha="right", va="bottom", fontsize=8,
+        bbox={"facecolor": "white", "edgecolor": "lightgrey", "alpha": 0.9},
     )
     right.set_ylabel("accuracy")
     right.set_title("held-out data: thin raw, thick 3-epoch moving average")
-    right.legend(fontsize=8, loc="lower left")
+    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     right.text(0.02, 0.97, "early learning", transform=right.transAxes, va="top", color="tab:green", fontsize=9)
     right.text(0.98, 0.97, "memorisation", transform=right.transAxes, va="top", ha="right", color="tab:red", fontsize=9)
     if title:
@@ -147,11 +149,12 @@ def metric_panels(
 
 
 def plot_comparison(histories: Mapping[str, History], keys=("test_acc", "clean_fit", "noisy_fit"), title: str | None = None) -> Figure:
-    """One panel per metric, one line per method (best test accuracy marked)."""
+    """One panel per metric, one line per method; a dot marks each method's value at its
+    validation-chosen epoch (histories with a validation split)."""
 
     def draw(ax: Axes, key: str) -> None:
         for name, h in histories.items():
-            plot_metric(h, key, ax, label=name, mark_best=key == "test_acc")
+            plot_metric(h, key, ax, label=name, mark_val=True)
         ax.set_title(METRIC_LABELS.get(key, key), fontsize=10)
 
     return metric_panels(keys, draw, title=title)
