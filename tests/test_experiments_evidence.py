@@ -70,3 +70,22 @@ def test_memorisation_pilot_ranks_settings_of_the_memorisation_runs():
     # the chosen setting is among the candidates: memorisation trains with the pilot's fit and one of its overrides
     chosen = [label for label, c in pilot.methods.items() if {**pilot.fit, **c.get("fit", {})} == mem.fit]
     assert len(chosen) == 1, chosen
+
+
+def test_the_experiments_radii_are_those_tuning_chose_on_validation():
+    """Once ``tuning-rho-30`` is complete, RHO and RHO_PER_EXAMPLE must be its validation choices
+    (``results.select_on_validation`` on the committed file); until then this says how far it is."""
+    from samlab import results
+
+    tuning = experiments.get("tuning-rho-30", "cpu")
+    expected = len(tuning.methods) * len(tuning.seeds)
+    saved = results.load("tuning-rho-30", "cpu")
+    done = 0 if saved is None else sum(1 for r in saved["runs"] if r.get("val_acc") is not None)
+    if done < expected:
+        pytest.skip(f"tuning-rho-30 has {done} of its {expected} runs: no choice yet")
+    picked = {fam: experiments.TUNING[p["label"]]["rho"] for fam, p in results.select_on_validation(saved).items()
+              if fam in ("SAM", "1-SAM", "J-SAM")}
+    assert picked["SAM"] == experiments.RHO, f"validation chose SAM ρ = {picked['SAM']}: set experiments.RHO (and re-run)"
+    assert picked["1-SAM"] == picked["J-SAM"] == experiments.RHO_PER_EXAMPLE, (
+        f"validation chose 1-SAM ρ = {picked['1-SAM']}, J-SAM ρ = {picked['J-SAM']}: set experiments.RHO_PER_EXAMPLE "
+        f"(if they differ, decide how notebook 03 compares them at one ρ, and say so)")
