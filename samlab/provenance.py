@@ -22,7 +22,10 @@ __all__ = ["git_commit", "job", "line", "record"]
 
 
 def git_commit() -> str:
-    """The current commit of the samlab checkout (``+dirty`` if modified), or ``"unknown"``."""
+    """The current commit of the samlab checkout (``+dirty`` if modified), or ``"unknown"``.
+
+    Where there is no git checkout (a copy of the working tree sent to a GPU machine by
+    ``.ci/gpu-check``), ``$SAMLAB_GIT_COMMIT`` is returned instead, marked as declared."""
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(
@@ -34,7 +37,8 @@ def git_commit() -> str:
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        declared = os.environ.get("SAMLAB_GIT_COMMIT", "").strip()
+        return f"{declared} (declared, no git checkout)" if declared else "unknown"
 
 
 def record(device: torch.device | str | None = None) -> dict[str, Any]:

@@ -209,3 +209,16 @@ def test_the_course_tools_do_not_import_torch():
             "assert 'torch' in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_git_commit_is_declared_only_where_there_is_no_checkout(monkeypatch):
+    from samlab import provenance
+
+    monkeypatch.setenv("SAMLAB_GIT_COMMIT", "0123abcd")
+    assert "declared" not in provenance.git_commit()  # a real checkout: git decides
+    def no_git(*args, **kwargs):
+        raise OSError("git: not found")
+    monkeypatch.setattr(provenance.subprocess, "run", no_git)
+    assert provenance.git_commit() == "0123abcd (declared, no git checkout)"
+    monkeypatch.delenv("SAMLAB_GIT_COMMIT")
+    assert provenance.git_commit() == "unknown"
