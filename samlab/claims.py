@@ -335,7 +335,20 @@ QUANTITIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[dict[
     "final_test_acc": ("greater", "final test accuracy", lambda result: _field(result, "final_test_acc")),
     "final_noisy_fit": ("less", "final noisy fit", lambda result: lambda run: run["history"][-1]["noisy_fit"]),
     "final_source_acc": ("greater", "final accuracy on the classes that lose labels", _source_accuracy),
+    "last5_head_norm": ("less", "mean last-layer weight norm over the last 5 epochs", lambda result: _last5("head_norm")),
+    "last5_feature_norm": ("less", "mean feature norm over the last 5 epochs", lambda result: _last5("feature_norm")),
 }
+
+
+def _last5(key: str) -> Callable[[dict[str, Any]], float]:
+    """Per run: the mean of ``key`` over the last 5 trained epochs of its history (as last5_test_acc)."""
+
+    def get(run: dict[str, Any]) -> float:
+        trained = [h[key] for h in run["history"] if h["epoch"] > 0] or [run["history"][-1][key]]
+        window = trained[-5:]
+        return float(sum(window) / len(window))
+
+    return get
 
 _VALIDATION_KEYS = ("test_at_val", "last5_test_acc", "last5_noisy_fit", "oracle_test_acc")
 

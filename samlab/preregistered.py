@@ -1,0 +1,129 @@
+"""The claims each deep-network notebook tests, fixed before its five-seed results existed.
+
+Taught in notebooks 03 and 05–07. A notebook that compares methods makes one *family* of
+claims: which method, against which baseline, in which quantity, in which direction, on
+which experiment — written down here, in code, before the sweeps of the evidence protocol
+ran (commit history shows the order), so that the results cannot choose their own
+questions. Each family is tested at once with :func:`samlab.claims.paired_family`: paired
+t tests over the seeds, Holm's correction over the whole family, every claim reported as
+"holds" or "not established". A method given as ``VALIDATION_BEST`` is the label among the
+experiment's regularisers with the best mean noisy-validation accuracy
+(:func:`samlab.results.select_on_validation`): notebook 05 never types in a winner.
+
+The families (quantities of :data:`samlab.claims.QUANTITIES`):
+
+* ``"03"`` — Baek et al.'s ablation at 30% and 50% symmetric noise (``cifar10-mini``, small
+  CNN) and at 50% on ``mnist-mini`` (MLP): 1-SAM's reported accuracy above SGD's; J-SAM
+  above L-SAM (the Jacobian part carries the effect); J-SAM memorising less than SGD; and,
+  on the CNN, 1-SAM's last-layer weight and feature norms below SGD's (the mechanism).
+* ``"05"`` — on ``cheap-regularisers-30``: SAM above SGD and memorising less; the regulariser
+  chosen on validation above SGD and memorising less; SAM above that regulariser.
+* ``"06"`` — on ``beyond-sam-30`` and ``-50``: SAM above SGD; F-SAM, OBF, SANER(SAM) and
+  SANER(F-SAM) above SAM.
+* ``"07"`` — SAM above SGD under asymmetric noise (20%, 40%) and under the symmetric
+  controls at matched realised rates (10%, 20%); J-SAM above SGD under asymmetric noise;
+  SAM memorising less than SGD under asymmetric noise; SAM above SGD on the classes that
+  lose labels (asymmetric 40%).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from samlab import claims, experiments, results
+
+__all__ = ["FAMILIES", "VALIDATION_BEST", "evaluate", "family", "labels_used", "resolve"]
+
+#: stands for "the regulariser with the best mean validation accuracy" in a claim
+VALIDATION_BEST = "<regulariser chosen on validation>"
+
+Claim = tuple[str, str, str, str, str]  #: (experiment, method, baseline, quantity, direction)
+
+
+def _ablation(name: str, mechanism: bool) -> list[Claim]:
+    out = [
+        (name, "1-SAM", "SGD", "test_at_val", "greater"),
+        (name, "J-SAM", "L-SAM", "test_at_val", "greater"),
+        (name, "J-SAM", "SGD", "last5_noisy_fit", "less"),
+    ]
+    if mechanism:
+        out += [(name, "1-SAM", "SGD", "last5_head_norm", "less"), (name, "1-SAM", "SGD", "last5_feature_norm", "less")]
+    return out
+
+
+FAMILIES: dict[str, list[Claim]] = {
+    "03": _ablation("logit-jacobian-30", True) + _ablation("logit-jacobian-50", True)
+    + _ablation("logit-jacobian-mnist-50", False),
+    "05": [
+        ("cheap-regularisers-30", "SAM", "SGD", "test_at_val", "greater"),
+        ("cheap-regularisers-30", "SAM", "SGD", "last5_noisy_fit", "less"),
+        ("cheap-regularisers-30", VALIDATION_BEST, "SGD", "test_at_val", "greater"),
+        ("cheap-regularisers-30", VALIDATION_BEST, "SGD", "last5_noisy_fit", "less"),
+        ("cheap-regularisers-30", "SAM", VALIDATION_BEST, "test_at_val", "greater"),
+    ],
+    "06": [
+        (name, method, baseline, "test_at_val", "greater")
+        for name in ("beyond-sam-30", "beyond-sam-50")
+        for method, baseline in (("SAM", "SGD"), ("F-SAM", "SAM"), ("OBF", "SAM"), ("SANER(SAM)", "SAM"),
+                                 ("SANER(F-SAM)", "SAM"))
+    ],
+    "07": [
+        *[(name, "SAM", "SGD", "test_at_val", "greater")
+          for name in ("asymmetric-20", "asymmetric-40", "symmetric-10", "symmetric-20")],
+        *[(name, "J-SAM", "SGD", "test_at_val", "greater") for name in ("asymmetric-20", "asymmetric-40")],
+        *[(name, "SAM", "SGD", "last5_noisy_fit", "less") for name in ("asymmetric-20", "asymmetric-40")],
+        ("asymmetric-40", "SAM", "SGD", "final_source_acc", "greater"),
+    ],
+}
+
+
+def family(notebook: str) -> list[Claim]:
+    """The claims notebook ``notebook`` (``"03"``, ``"05"``, ``"06"``, ``"07"``) tests."""
+    if notebook not in FAMILIES:
+        raise ValueError(f"notebook must be one of {tuple(FAMILIES)}, got notebook={notebook!r}")
+    return list(FAMILIES[notebook])
+
+
+def resolve(label: str, result: dict[str, Any]) -> str:
+    """A claim's method label in ``result``: ``VALIDATION_BEST`` becomes the regulariser
+    (:data:`samlab.experiments.REGULARISERS`) with the best mean validation accuracy."""
+    if label != VALIDATION_BEST:
+        return label
+    regs = {r["method"] for r in result["runs"]} & set(experiments.REGULARISERS)
+    if not regs:
+        raise ValueError(f"result of {result.get('experiment')!r} has no regulariser runs to choose from")
+    chosen = results.select_on_validation(
+        {**result, "runs": [r for r in result["runs"] if r["method"] in regs]}, family=lambda _: "reg"
+    )
+    return chosen["reg"]["label"]
+
+
+def evaluate(
+    notebook: str, profile: str = "cpu", load: Callable[[str, str], dict[str, Any] | None] | None = None
+) -> list[dict[str, Any]]:
+    """Test notebook ``notebook``'s family on the result files of ``profile`` (``load(name,
+    profile)``, default :func:`samlab.results.load`): one Holm correction over all its claims.
+
+    Returns the claims in the order of :data:`FAMILIES` (dicts as :func:`samlab.claims.paired_family`
+    gives, plus ``"as_registered"``: the claim as written here, before resolving ``VALIDATION_BEST``).
+    A missing result file raises, naming the experiment.
+    """
+    load = load or results.load
+    loaded: dict[str, dict[str, Any]] = {}
+    comparisons: list[tuple[dict[str, Any], str, str, str, str]] = []
+    for name, method, baseline, quantity, direction in family(notebook):
+        if name not in loaded:
+            res = load(name, profile)
+            if res is None:
+                raise ValueError(f"notebook {notebook}'s claims need {name} at the {profile} profile: no result file")
+            loaded[name] = res
+        res = loaded[name]
+        comparisons.append((res, resolve(method, res), resolve(baseline, res), quantity, direction))
+    tested = claims.paired_family(comparisons)
+    return [{**c, "as_registered": reg} for c, reg in zip(tested.values(), family(notebook))]
+
+
+def labels_used(notebook: str) -> Sequence[tuple[str, str]]:
+    """(experiment, label) pairs the family names, ``VALIDATION_BEST`` left out (for checks)."""
+    return [(c[0], m) for c in family(notebook) for m in c[1:3] if m != VALIDATION_BEST]
