@@ -221,7 +221,8 @@ def run(
             continue
         if (label, seed) in shared:
             other, original = shared[(label, seed)]
-            mine[(label, seed)] = {**original, "method": label, "shared_from": {"experiment": other, "method": original["method"]}}
+            source = original.get("shared_from") or {"experiment": other, "method": original["method"]}  # the first training
+            mine[(label, seed)] = {**original, "method": label, "shared_from": source}
             if progress:
                 print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
             if save:
