@@ -312,3 +312,16 @@ def test_status_reads_slurm_job_states_from_sacct(tmp_path, monkeypatch):
     assert rows[("SGD", 1)]["detail"] == f"Slurm job {base}_1 PENDING"
     assert rows[("SAM", 0)]["log"] == str(manifest.parent / f"{base}_2" / f"{base}_2_0_log.err")
     assert rows[("SAM", 1)]["detail"] == f"Slurm job {base}_3 CANCELLED by 0 without a result"
+
+
+def test_status_names_runs_another_experiment_has_trained(tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("SAMLAB_DATA", str(tmp_path))
+    twin = lambda profile: dataclasses.replace(  # noqa: E731
+        cluster_experiments.tiny_cluster(profile), name="tiny-cluster-twin", description="the same SGD runs")
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny-cluster-twin", twin)
+    runner.run(NAME, PROFILE, only=["SGD"], seeds=[0], progress=False)
+    rows = {(r["method"], r["seed"]): r for r in cluster.status("tiny-cluster-twin", PROFILE)}
+    assert rows[("SGD", 0)]["state"] == "shared" and NAME in rows[("SGD", 0)]["detail"]
+    assert {r["state"] for key, r in rows.items() if key != ("SGD", 0)} == {"missing"}
