@@ -262,12 +262,8 @@ def memorisation_contrast(run: dict[str, Any]) -> float:
         raise ValueError(f"run ({run.get('method')}, seed {run.get('seed')}) has fewer than 3 epochs with val_acc")
     v = [float(h["val_acc"]) for h in hist]
     s = smoothed(v)
-    trained = v[1:] if len(v) > 1 else v  # epoch 0 is the untrained model
-    last = trained[-LAST:]
-    residual = [a - b for a, b in zip(v, s)]
-    mean_r = sum(residual) / len(residual)
-    scatter = (sum((r - mean_r) ** 2 for r in residual) / (len(residual) - 1)) ** 0.5
-    return (max(s) - sum(last) / len(last)) / max(scatter, 1e-12)
+    scatter = statistics.stdev(a - b for a, b in zip(v, s))
+    return (max(s) - History(records=hist).last_mean("val_acc", LAST)) / max(scatter, 1e-12)
 
 
 #: the note under the results table when a file has no validation split
