@@ -39,6 +39,8 @@ __all__ = [
     "report",
     "row_normalise",
     "structured_noise_claims",
+    "table",
+    "UNITS",
 ]
 
 
@@ -335,6 +337,8 @@ QUANTITIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[dict[
     "final_test_acc": ("greater", "final test accuracy", lambda result: _field(result, "final_test_acc")),
     "final_noisy_fit": ("less", "final noisy fit", lambda result: lambda run: run["history"][-1]["noisy_fit"]),
     "final_source_acc": ("greater", "final accuracy on the classes that lose labels", _source_accuracy),
+    "source_acc_at_val": ("greater", "test accuracy on the classes that lose labels, at the validation-chosen epoch",
+                          lambda result: _at_val("test_source_acc")),
     "last5_head_norm": ("less", "mean last-layer weight norm over the last 5 epochs", lambda result: _last5("head_norm")),
     "last5_feature_norm": ("less", "mean feature norm over the last 5 epochs", lambda result: _last5("feature_norm")),
 }
@@ -349,6 +353,20 @@ def _last5(key: str) -> Callable[[dict[str, Any]], float]:
         return float(sum(window) / len(window))
 
     return get
+
+def _at_val(key: str) -> Callable[[dict[str, Any]], float]:
+    """Per run: ``key`` in its history at its validation-chosen epoch (as test_at_val for test_acc)."""
+
+    def get(run: dict[str, Any]) -> float:
+        if run.get("val_epoch") is None:
+            raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no val_epoch: it predates the validation split")
+        record = next(h for h in run["history"] if h["epoch"] == run["val_epoch"])
+        if record.get(key) is None:
+            raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no {key} in its history (recorded since 2026-11-29)")
+        return float(record[key])
+
+    return get
+
 
 _VALIDATION_KEYS = ("test_at_val", "last5_test_acc", "last5_noisy_fit", "oracle_test_acc")
 
@@ -403,9 +421,16 @@ def _paired_values(values: dict[str, dict[int, float]], result: dict[str, Any], 
     return [a[s] for s in seeds], [b[s] for s in seeds]
 
 
-def _claim_dict(c: stats.Claim, what: str) -> dict[str, Any]:
+#: how a difference of each quantity is printed: (scale, unit); accuracies and fractions of the
+#: training set in percentage points, norms as they are
+UNITS: dict[str, tuple[float, str]] = {"last5_head_norm": (1.0, ""), "last5_feature_norm": (1.0, "")}
+_POINTS = (100.0, " points")
+
+
+def _claim_dict(c: stats.Claim, what: str, quantity: str | None = None) -> dict[str, Any]:
     word = "above" if c.direction == "greater" else "below"
     t = c.test
+    scale, unit = UNITS.get(quantity or "", _POINTS)
     return {
         "method": c.method,
         "baseline": c.baseline,
@@ -415,7 +440,9 @@ def _claim_dict(c: stats.Claim, what: str) -> dict[str, Any]:
         "claim": f"{c.method}'s {what} is {word} {c.baseline}'s (paired over seeds)",
         "holds": c.holds,
         "verdict": c.verdict,
-        "evidence": c.line(),
+        "evidence": c.line(scale, unit),
+        "scale": scale,
+        "unit": unit,
         "mean_difference": t.mean,
         "stderr": t.se,
         "seeds": t.n,
@@ -464,10 +491,39 @@ def paired_family(
     tested = stats.claims(family, alpha)
     out = {}
     for key, c in zip(keys, tested.values()):
-        d = _claim_dict(c, QUANTITIES[key[3]][1])
+        d = _claim_dict(c, QUANTITIES[key[3]][1], key[3])
         d["quantity"], d["key"], d["experiment"] = key[3], (key[1], key[3]), key[0]
         out[key] = d
     return out
+
+
+def table(claims: Sequence[dict[str, Any]]) -> str:
+    """A family of tested claims as a fixed-width table, one row per claim, in the given order.
+
+    Columns: the experiment, the claim (method, direction, baseline, quantity), n (seeds), the
+    mean paired difference with its 95% t interval (in points for accuracies and fractions),
+    t with its degrees of freedom, Holm's corrected p (over the whole family, m claims) and
+    the verdict. Claims as :func:`paired_family` (or :mod:`samlab.preregistered`) returns.
+    """
+    rows = [("experiment", "claim", "n", "mean diff. [95% CI]", "t (df)", "Holm p", "verdict")]
+    for c in claims:
+        sign = ">" if c["direction"] == "greater" else "<"
+        scale = c.get("scale", _POINTS[0])
+        if c["seeds"] >= 2:
+            lo, hi = c["ci"]
+            diff = f"{scale * c['mean_difference']:+.2f} [{scale * lo:+.2f}, {scale * hi:+.2f}]"
+            t, p = f"{c['t']:.2f} ({c['df']})", f"{c['p_holm']:.2g}"
+        else:
+            diff, t, p = f"{scale * c['mean_difference']:+.2f}", "—", "—"
+        rows.append((c.get("experiment", ""), f"{c['method']} {sign} {c['baseline']}: {c['quantity']}", str(c["seeds"]),
+                     diff, t, p, c["verdict"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    m = claims[0]["family_size"] if claims else 0
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append(f"(one family of m = {m} claims; accuracies and noisy fit in percentage points, norms as they are; "
+                 f"a claim holds when Holm's p < {stats.ALPHA} and the difference has the claimed sign)")
+    return "\n".join(lines)
 
 
 def paired_claims(

@@ -39,11 +39,13 @@ __all__ = [
     "load",
     "load_bench",
     "locked",
+    "shared_note",
     "memorisation_contrast",
     "path",
     "select_on_validation",
     "short",
     "summarise",
+    "summary_text",
     "table_markdown",
     "update_readme",
     "write",
@@ -139,6 +141,24 @@ def describe(result: dict[str, Any]) -> str:
     ])
 
 
+def shared_note(result: dict[str, Any]) -> str:
+    """Which runs of ``result`` were trained for another experiment and copied here
+    (``shared_from``, :func:`samlab.runner.run`), one line per (label, source); the same runs are
+    then not independent evidence in two notebooks. ``"every run was trained for this
+    experiment"`` when none was."""
+    by: dict[tuple[str, str, str], list[int]] = {}
+    for r in result["runs"]:
+        src = r.get("shared_from")
+        if src:
+            by.setdefault((r["method"], src["experiment"], src["method"]), []).append(r["seed"])
+    if not by:
+        return "every run was trained for this experiment"
+    return "\n".join(
+        f"{label} seeds {', '.join(map(str, sorted(seeds)))}: the runs of {exp}'s {orig!r} (same settings, trained once)"
+        for (label, exp, orig), seeds in by.items()
+    )
+
+
 def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, History]:
     """Method label -> History (of ``seed``, default: each method's first seed)."""
     out: dict[str, History] = {}
@@ -208,6 +228,27 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def summary_text(result: dict[str, Any], costs: dict[str, float] | None = None) -> str:
+    """A notebook's table of one result: per method, the seeds, the test accuracy at the
+    validation-chosen epoch and the last-5 mean (each mean ± half-width of the 95% t interval
+    over seeds), the oracle test-set maximum in its own labelled column, the seconds per
+    epoch measured in the sweep and the cost relative to SGD (``costs[label]`` where given,
+    e.g. from :func:`samlab.bench.bench_costs`; else the sweep's own ratio)."""
+    rows = summarise(result)
+    pm = lambda m, h: f"{m:.3f}" + (f" ± {h:.3f}" if h is not None else "        ")  # noqa: E731
+    lines = [f"{'method':14s} {'seeds':>5s} {'test at val. epoch':>18s} {'last-5 mean':>15s} {'oracle max':>10s} "
+             f"{'s/epoch':>8s} {'× SGD':>6s}"]
+    for r in rows:
+        cost = (costs or {}).get(r["method"], r["cost_vs_sgd"])
+        val = pm(r["val_mean"], r["val_half"]) if r["validation"] else "—"
+        lines.append(f"{r['method']:14s} {r['seeds']:5d} {val:>18s} {pm(r['last5_mean'], r['last5_half']):>15s} "
+                     f"{r['oracle_mean']:10.3f} {r['seconds_per_epoch']:8.2f} {'—' if cost is None else f'{cost:.2f}':>6s}")
+    lines.append("± : half-width of the 95% t interval over seeds. oracle max: the test-set maximum over epochs (chosen "
+                 "on the test set; for comparison only). s/epoch: measured in the sweep, with other runs on the machine; "
+                 + ("× SGD: from the benchmark." if costs else "× SGD: the sweep's own ratio."))
+    return "\n".join(lines)
 
 
 def select_on_validation(

@@ -6,7 +6,9 @@ unchanged.
 Per epoch it records, on the whole training set in eval mode: the accuracy on clean
 examples (``clean_fit``), the accuracy on noisy examples against their *observed* labels
 (``noisy_fit``, memorisation) and against their *true* labels (``noisy_true``), the mean
-losses of both groups, the test accuracy and loss, the last-layer weight norm
+losses of both groups, the test accuracy and loss, the test accuracy on the images of the
+classes that lose training labels to noise (``test_source_acc``: every class under symmetric
+noise, the mapping's sources under asymmetric noise, NaN without noise), the last-layer weight norm
 (``head_norm``) and the mean penultimate feature norm (``feature_norm``), the learning
 rate and the wall time. When the dataset has a validation split (:func:`samlab.data.load`'s
 ``val_fraction``), also the validation accuracy against the *observed*, noisy labels
@@ -309,6 +311,10 @@ def evaluate(
     pred = predictions(train_logits)
     loss = per_example_loss(train_logits, data.y_train)
     clean, noisy = ~data.is_noisy, data.is_noisy
+    test_right = predictions(test_logits) == data.y_test
+    # the classes that lose training labels to noise (all of them under symmetric noise; the
+    # mapping's sources under asymmetric noise): test accuracy on their images
+    sources = torch.isin(data.y_test, torch.unique(data.y_train_clean[noisy]))
     return {
         **val,
         "train_acc": float((pred == data.y_train).float().mean()),
@@ -318,7 +324,8 @@ def evaluate(
         "noisy_true": _group_mean(pred == data.y_train_clean, noisy),
         "clean_loss": _group_mean(loss, clean),
         "noisy_loss": _group_mean(loss, noisy),
-        "test_acc": float((predictions(test_logits) == data.y_test).float().mean()),
+        "test_acc": float(test_right.float().mean()),
+        "test_source_acc": _group_mean(test_right, sources),
         "test_loss": float(per_example_loss(test_logits, data.y_test).mean()),
         "head_norm": float(torch.linalg.vector_norm(model.head.weight.detach().float())),
         "feature_norm": float(feat_norms.mean()),

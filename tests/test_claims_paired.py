@@ -185,3 +185,30 @@ def test_phase_claims_against_scipy_and_holm_by_hand():
     assert [c["verdict"] for c in one] == ["not established"] * 3
     with pytest.raises(ValueError, match="predates the validation split"):
         claims.phase_claims({"experiment": "old", "runs": [{"method": "SGD", "seed": 0, "history": []}]})
+
+
+def test_family_table_prints_test_n_t_holm_p_and_verdict_per_claim():
+    from scipy import stats as st
+
+    from samlab.claims import paired_family, table
+
+    sgd_acc, sam_acc = [0.40, 0.42, 0.41, 0.43, 0.40], [0.45, 0.46, 0.44, 0.47, 0.46]
+    sgd_head, sam_head = [5.0, 5.5, 6.0, 5.2, 5.1], [4.0, 5.6, 5.0, 5.3, 5.0]
+
+    def run(method, seed, acc, head):
+        hist = [{"epoch": e, "head_norm": head, "feature_norm": 1.0} for e in range(6)]
+        return {"method": method, "seed": seed, "test_at_val": acc, "history": hist}
+
+    result = {"experiment": "x", "runs": [run("SGD", s, sgd_acc[s], sgd_head[s]) for s in range(5)]
+              + [run("SAM", s, sam_acc[s], sam_head[s]) for s in range(5)]}
+    out = list(paired_family([(result, "SAM", "SGD", "test_at_val"), (result, "SAM", "SGD", "last5_head_norm")]).values())
+    text = table(out).splitlines()
+    acc_t = st.ttest_rel(sam_acc, sgd_acc).statistic
+    head_t = st.ttest_rel(sam_head, sgd_head).statistic
+    assert "SAM > SGD: test_at_val" in text[2] and f"{acc_t:.2f} (4)" in text[2] and text[2].endswith("holds")
+    assert "+4.40 [" in text[2]  # mean paired difference, in percentage points
+    assert "SAM < SGD: last5_head_norm" in text[3] and f"{head_t:.2f} (4)" in text[3]
+    assert "-0.38 [" in text[3]  # (−1 + 0.1 − 1 + 0.1 − 0.1) / 5: a norm is printed as it is, not in points
+    assert text[3].endswith("not established")  # t = −1.49 with 4 df: not below SGD at Holm's level
+    assert "m = 2 claims" in text[-1]
+    assert out[1]["evidence"].count("points") == 0 and "points" in out[0]["evidence"]

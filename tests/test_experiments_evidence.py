@@ -89,3 +89,18 @@ def test_the_experiments_radii_are_those_tuning_chose_on_validation():
     assert picked["1-SAM"] == picked["J-SAM"] == experiments.RHO_PER_EXAMPLE, (
         f"validation chose 1-SAM ρ = {picked['1-SAM']}, J-SAM ρ = {picked['J-SAM']}: set experiments.RHO_PER_EXAMPLE "
         f"(if they differ, decide how notebook 03 compares them at one ρ, and say so)")
+
+
+def test_notebook_07s_regulariser_is_the_one_notebook_05_chose_on_validation():
+    """Once ``cheap-regularisers-30`` is complete, REGULARISER must be its validation choice."""
+    from samlab import preregistered, results
+
+    cheap = experiments.get("cheap-regularisers-30", "cpu")
+    for name in ("asymmetric-20", "asymmetric-40", "symmetric-10", "symmetric-20"):
+        assert experiments.REGULARISER in experiments.get(name, "cpu").methods
+    saved = results.load("cheap-regularisers-30", "cpu")
+    done = 0 if saved is None else sum(1 for r in saved["runs"] if r.get("val_acc") is not None)
+    if done < len(cheap.methods) * len(cheap.seeds):
+        pytest.skip(f"cheap-regularisers-30 has {done} of its {len(cheap.methods) * len(cheap.seeds)} runs: no choice yet")
+    chosen = preregistered.resolve(preregistered.VALIDATION_BEST, saved)
+    assert chosen == experiments.REGULARISER, f"validation chose {chosen}: set experiments.REGULARISER (and re-run notebook 07)"

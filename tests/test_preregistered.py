@@ -65,3 +65,14 @@ def test_last5_norm_quantities_average_the_last_five_trained_epochs():
     get_feat = claims.QUANTITIES["last5_feature_norm"][2]({"runs": [run]})
     assert get_head(run) == pytest.approx((3 + 4 + 5 + 6 + 7) / 5) and get_feat(run) == pytest.approx(50.0)
     assert claims.QUANTITIES["last5_head_norm"][0] == "less"
+
+
+def test_source_accuracy_is_read_at_the_validation_epoch():
+    hist = [{"epoch": e, "test_source_acc": 0.1 * e} for e in range(6)]
+    run = {"method": "SGD", "seed": 0, "val_epoch": 2, "history": hist}
+    get = claims.QUANTITIES["source_acc_at_val"][2]({"runs": [run]})
+    assert get(run) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="val_epoch"):
+        get({**run, "val_epoch": None})
+    with pytest.raises(ValueError, match="test_source_acc"):
+        get({**run, "history": [{"epoch": e} for e in range(6)]})

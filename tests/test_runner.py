@@ -101,6 +101,16 @@ def test_summary_and_table_match_hand_computation(tmp_path, tiny):
     assert table.count("\n") == 3 and "| tiny | smoke |" in table
     h = results.histories(res, seed=1)
     assert set(h) == {"SGD", "SAM"} and len(h["SAM"]) == 3
+    # the notebooks' text table: the same numbers, the interval from scipy's t quantile
+    from scipy import stats as st
+
+    text = results.summary_text(res, costs={"SAM": 2.5}).splitlines()
+    vals = [r["test_at_val"] for r in sam]
+    half = st.t.ppf(0.975, len(vals) - 1) * statistics.stdev(vals) / len(vals) ** 0.5
+    line = next(x for x in text if x.startswith("SAM "))
+    assert f"{statistics.mean(vals):.3f} ± {half:.3f}" in line and line.endswith("2.50")
+    assert f"{statistics.mean(r['best_test_acc'] for r in sam):.3f}" in line  # the oracle column
+    assert "× SGD: from the benchmark" in text[-1]
 
 
 def test_unknown_names_are_refused():
@@ -389,6 +399,11 @@ def test_a_run_another_experiment_trained_is_copied_not_retrained(tmp_path, tiny
         assert r["history"] == src["history"] and r["git_commit"] == src["git_commit"]
     saved = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())
     assert [r.get("shared_from", {}).get("experiment") for r in saved["runs"]] == ["tiny", "tiny", None, None, "tiny", "tiny"]
+    # the notebook's note names each shared label, its seeds and where it was trained
+    assert results.shared_note(saved).splitlines() == [
+        "SGD seeds 0, 1: the runs of tiny's 'SGD' (same settings, trained once)",
+        "sam seeds 0, 1: the runs of tiny's 'SAM' (same settings, trained once)"]
+    assert results.shared_note(saved_first) == "every run was trained for this experiment"
     # --no-share trains everything
     calls.clear()
     runner.run("tiny-twin", "smoke", share=False, results_root=tmp_path / "r2", checkpoint_root=tmp_path / "c2", progress=False)

@@ -38,6 +38,28 @@ def test_evaluate_matches_hand_computation():
     )
     assert ev["feature_norm"] == pytest.approx(float(feats.norm(dim=1).mean()), rel=1e-5)
     assert ev["head_norm"] == pytest.approx(float(model.head.weight.detach().norm()), rel=1e-6)
+    # symmetric noise takes labels from every class: the source-class accuracy is the test accuracy
+    assert ev["test_source_acc"] == pytest.approx(ev["test_acc"])
+
+
+def test_source_class_accuracy_counts_only_the_classes_that_lose_labels():
+    import dataclasses
+
+    noisy = data.load("digits", noise="asymmetric", rate=0.4, noise_seed=1)
+    # keep the noise of classes 0-4 only: classes 5-9 lose no label
+    keep = noisy.y_train_clean < 5
+    y = torch.where(keep, noisy.y_train, noisy.y_train_clean)
+    ds = dataclasses.replace(noisy, y_train=y, is_noisy=y != noisy.y_train_clean)
+    model = models.build("mlp", ds.input_shape, ds.num_classes, seed=0, hidden=32, depth=1)
+    ev = train.evaluate(model, ds)
+    sources = sorted({int(c) for c, o in zip(ds.y_train_clean, ds.y_train) if c != o})
+    assert sources == [0, 1, 2, 3, 4]
+    with torch.no_grad():
+        pred = model(ds.x_test).argmax(1)
+    mask = torch.tensor([int(c) in sources for c in ds.y_test])
+    assert ev["test_source_acc"] == pytest.approx(float((pred[mask] == ds.y_test[mask]).float().mean()))
+    clean = data.load("digits")
+    assert math.isnan(train.evaluate(model, clean)["test_source_acc"])  # no noise: no class loses labels
 
 
 def test_fit_records_every_epoch_and_is_deterministic():
