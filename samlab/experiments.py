@@ -300,7 +300,8 @@ REGULARISERS: dict[str, dict[str, Any]] = {
     "reg A 1e-3": {"method": "regsgd", "gamma_w": 0.0, "gamma_a": 1e-3},
     "reg A 1e-2": {"method": "regsgd", "gamma_w": 0.0, "gamma_a": 1e-2},
     "reg W+A 3e-3": {"method": "regsgd", "gamma_w": 3e-3, "gamma_a": 3e-3},
-    "reg weighted": {"method": "regsgd", "gamma_w": 0.5, "gamma_a": 0.5, "weighted": True, "rho": RHO},
+    # ρ here only scales the per-example weight λ_i = ρ‖s_i‖/N_i (γ scales the rest): its own fixed value, not SAM's radius
+    "reg weighted": {"method": "regsgd", "gamma_w": 0.5, "gamma_a": 0.5, "weighted": True, "rho": 0.05},
 }
 
 #: notebook 07's regulariser: the one of :data:`REGULARISERS` that notebook 05 chooses on

@@ -84,19 +84,25 @@ def checkpoint_path(exp: experiments.Experiment, profile: str, label: str, seed:
 
 
 def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Runs already in the result file at ``path``, if it was written for ``config`` up to its seeds.
+    """Runs already in the result file at ``path`` that ``config`` would train the same way.
 
     A run depends on its own seed only (model initialisation, batch order, and its noise and
-    validation split, drawn with ``noise_seed_of(seed)``), so an experiment whose seeds were
-    extended keeps its finished runs, and one whose seeds were cut keeps those of the seeds left."""
+    validation split, drawn with ``noise_seed_of(seed)``) and on its own method's
+    configuration. So an experiment whose seeds were extended keeps its finished runs, one
+    whose seeds were cut keeps those of the seeds left, and one whose method list changed
+    (a method's radius set from a tuning sweep, a method added or removed) keeps the runs of
+    every method whose configuration did not change. Any other change (data, noise, model,
+    training) keeps nothing."""
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
     now = json.loads(json.dumps(config))
     old = previous.get("config") or {}
-    if {k: v for k, v in old.items() if k != "seeds"} != {k: v for k, v in now.items() if k != "seeds"}:
+    rest = lambda cfg: {k: v for k, v in cfg.items() if k not in ("seeds", "methods")}  # noqa: E731
+    if rest(old) != rest(now):
         return {}
-    return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"]}
+    same = {label for label, cfg in now.get("methods", {}).items() if old.get("methods", {}).get(label) == cfg}
+    return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"] and r["method"] in same}
 
 
 def shared_finished(
@@ -241,6 +247,10 @@ def run(
         fit_config = train.FitConfig(
             **{**exp.fit, **fit_overrides, "seed": seed, "checkpoint": str(ckpt) if ckpt else None, "progress": progress}
         )
+        if ckpt is not None and train.stale_checkpoint(model, method, ds, fit_config):
+            aside = ckpt.with_suffix(f".stale-{int(time.time())}")
+            ckpt.rename(aside)  # an older configuration of this label (e.g. before a radius was re-tuned)
+            print(f"{name} {label} seed {seed}: checkpoint of another configuration set aside as {aside.name}")
         history = train.fit(model, method, ds, fit_config)
         mine[(label, seed)] = {
             "method": label,
@@ -278,6 +288,15 @@ def load_or_run(name: str, profile: str | None = None, *, rerun: bool = False, *
         run_kwargs.setdefault("save", profile != "smoke")
         result = run(name, profile, **run_kwargs)
     return result
+
+
+def run_order() -> list[str]:
+    """``run all``'s order: the experiments that choose settings on validation
+    (:data:`samlab.experiments.SELECTION`) first, since the others' settings follow their
+    choices; then ``cheap-regularisers-30``, whose validation choice is notebook 07's
+    regulariser (:data:`samlab.experiments.REGULARISER`); then the rest by name."""
+    first = [*experiments.SELECTION, "cheap-regularisers-30"]
+    return [*first, *sorted(set(experiments.EXPERIMENTS) - set(first))]
 
 
 def distinct(names: Sequence[str], profile: str) -> tuple[list[str], dict[str, str]]:
@@ -364,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:28s} {fn('cpu').description}")
         return 0
     if args.cmd == "run":
-        names = sorted(experiments.EXPERIMENTS) if args.name == "all" else [args.name]
+        names = run_order() if args.name == "all" else [args.name]
         if args.name == "all":
             names, same = distinct(names, args.profile or profiles.active())
             for name, twin in same.items():

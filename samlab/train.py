@@ -357,6 +357,16 @@ def _fingerprint(model: nn.Module, method: Method, data: Dataset, config: FitCon
     )
 
 
+def stale_checkpoint(model: nn.Module, method: Method, data: Dataset, config: FitConfig) -> bool:
+    """Whether ``config.checkpoint`` exists but was written by a run of another configuration
+    (another method setting, data, model or training): :func:`fit` refuses to resume from it.
+    The runner uses this to set aside the checkpoint of a run whose method was re-configured."""
+    if not config.checkpoint or not Path(config.checkpoint).exists():
+        return False
+    state = torch.load(config.checkpoint, map_location="cpu", weights_only=False)
+    return state["fingerprint"] != _fingerprint(model, method, data, config)
+
+
 def _save(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

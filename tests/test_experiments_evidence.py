@@ -104,3 +104,12 @@ def test_notebook_07s_regulariser_is_the_one_notebook_05_chose_on_validation():
         pytest.skip(f"cheap-regularisers-30 has {done} of its {len(cheap.methods) * len(cheap.seeds)} runs: no choice yet")
     chosen = preregistered.resolve(preregistered.VALIDATION_BEST, saved)
     assert chosen == experiments.REGULARISER, f"validation chose {chosen}: set experiments.REGULARISER (and re-run notebook 07)"
+
+
+def test_run_all_trains_the_selection_experiments_first():
+    from samlab import runner
+
+    order = runner.run_order()
+    assert sorted(order) == sorted(experiments.EXPERIMENTS) and len(order) == len(set(order))
+    assert order[: len(experiments.SELECTION)] == list(experiments.SELECTION)
+    assert order.index("cheap-regularisers-30") < min(order.index(n) for n in order if "symmetric" in n)

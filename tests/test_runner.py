@@ -82,6 +82,18 @@ def test_extending_an_experiments_seeds_keeps_its_finished_runs(tmp_path, tiny, 
     kept = {(r["method"], r["seed"]): r for r in res["runs"]}
     sam0 = next(r for r in first["runs"] if r["method"] == "SAM")
     assert kept[("SAM", 0)]["wall_seconds"] == sam0["wall_seconds"]  # the very run of the first call
+    # a changed method configuration retrains that method only (and drops its old runs)
+    calls.clear()
+    retuned = lambda profile: dataclasses.replace(  # noqa: E731
+        tiny(profile), methods={**tiny(profile).methods, "SAM": {"method": "sam", "rho": 0.02}})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", retuned)
+    res = runner.run("tiny", "smoke", **kw)
+    assert calls == [("sam", 0), ("sam", 1)]
+    assert {r["method_config"]["rho"] for r in res["runs"] if r["method"] == "SAM"} == {0.02}
+    # the old configuration's checkpoints were set aside, not resumed from and not deleted
+    assert len(list((tmp_path / "c" / "smoke" / "tiny").glob("SAM-seed*.stale-*"))) == 2
+    assert [r["wall_seconds"] for r in res["runs"] if r["method"] == "SGD"] == [
+        kept[("SGD", s)]["wall_seconds"] for s in (0, 1)]  # SGD's runs kept
     # any other change of the configuration still starts afresh
     calls.clear()
     other = lambda profile: dataclasses.replace(tiny(profile), rate=0.2)  # noqa: E731
