@@ -37,7 +37,7 @@ def test_symmetric_controls_match_the_asymmetric_runs_but_for_the_noise(sym, asy
 def test_asymmetric_runs_have_1sam_at_jsams_rho():
     for name in ("asymmetric-20", "asymmetric-40"):
         m = experiments.get(name, "cpu").methods
-        assert m["1-SAM"] == {"method": "sam", "rho": 0.01, "m": 1}
+        assert m["1-SAM"] == {"method": "sam", "rho": experiments.RHO_PER_EXAMPLE, "m": 1}
         assert m["J-SAM"]["rho"] == m["1-SAM"]["rho"]
 
 
@@ -55,7 +55,9 @@ def test_shared_runs_are_identical_configurations():
     lj = experiments.get("logit-jacobian-30", "cpu")
     assert experiments.shared_runs(lj, beyond) == {"SGD": "SGD", "SAM": "SAM"}
     tuning = experiments.get("tuning-rho-30", "cpu")
-    assert experiments.shared_runs(tuning, lj) == {"SAM ρ=0.05": "SAM", "1-SAM ρ=0.01": "1-SAM", "J-SAM ρ=0.01": "J-SAM"}
+    assert experiments.shared_runs(tuning, lj) == {f"SAM ρ={experiments.RHO:g}": "SAM",
+                                                  f"1-SAM ρ={experiments.RHO_PER_EXAMPLE:g}": "1-SAM",
+                                                  f"J-SAM ρ={experiments.RHO_PER_EXAMPLE:g}": "J-SAM"}
     # another noise rate: nothing shared
     assert experiments.shared_runs(lj, experiments.get("logit-jacobian-50", "cpu")) == {}
 
