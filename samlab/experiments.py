@@ -314,7 +314,7 @@ REGULARISERS: dict[str, dict[str, Any]] = {
 #: notebook 07's regulariser: the one of :data:`REGULARISERS` that notebook 05 chooses on
 #: validation accuracy (``preregistered.VALIDATION_BEST`` on ``cheap-regularisers-30``);
 #: tests/test_experiments_evidence.py holds it to that choice once the sweep is complete
-REGULARISER = "reg W+A 3e-3"
+REGULARISER = "reg A 1e-3"
 
 
 @experiment

@@ -8,8 +8,10 @@ from samlab.checks import nb05
 
 
 def _result() -> dict:
-    run = lambda m, f: {"method": m, "seed": 0, "final_test_acc": f}  # noqa: E731
-    return {"runs": [run("SGD", 0.40), run("SAM", 0.60), run("reg", 0.45)]}
+    # last-5 means, last epochs and accuracies at the validation epoch that give different fractions
+    run = lambda m, f, last, v: {"method": m, "seed": 0, "last5_test_acc": f, "final_test_acc": last,  # noqa: E731
+                                 "test_at_val": v}
+    return {"runs": [run("SGD", 0.40, 0.38, 0.50), run("SAM", 0.60, 0.62, 0.55), run("reg", 0.45, 0.50, 0.54)]}
 
 
 def test_check_recovered_fraction(capsys):
@@ -19,6 +21,10 @@ def test_check_recovered_fraction(capsys):
     assert not nb05.check_recovered_fraction(0.75, r, "reg") and "missing" in capsys.readouterr().out
     assert not nb05.check_recovered_fraction(1 / 3, r, "reg") and "denominator" in capsys.readouterr().out
     assert not nb05.check_recovered_fraction("a lot", r, "reg") and "number" in capsys.readouterr().out
+    # (0.50 − 0.38) / (0.62 − 0.38) = 0.5: the last epoch alone
+    assert not nb05.check_recovered_fraction(0.5, r, "reg") and "last epoch alone" in capsys.readouterr().out
+    # (0.54 − 0.50) / (0.55 − 0.50) = 0.8: at the validation epoch
+    assert not nb05.check_recovered_fraction(0.8, r, "reg") and "validation-chosen" in capsys.readouterr().out
 
 
 def test_check_penalty_gradient(capsys):

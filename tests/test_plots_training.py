@@ -15,12 +15,15 @@ from samlab.train import History  # noqa: E402
 
 
 def test_cost_accuracy_points_are_the_rows():
-    rows = [{"method": "SGD", "cost": 1.0, "best": 0.5, "final": 0.4},
-            {"method": "SAM", "cost": 2.0, "best": 0.6, "final": 0.55}]
+    rows = [{"method": "SGD", "cost": 1.0, "at_val": 0.5, "last5": 0.4, "oracle": 0.7},
+            {"method": "SAM", "cost": 2.0, "at_val": 0.6, "last5": 0.55, "oracle": 0.7}]
     ax = plot_cost_accuracy(rows)
-    best, final = (np.asarray(c.get_offsets()) for c in ax.collections[:2])
-    np.testing.assert_allclose(best, [[1.0, 0.5], [2.0, 0.6]])
-    np.testing.assert_allclose(final, [[1.0, 0.4], [2.0, 0.55]])
+    assert len(ax.collections) == 2  # the oracle is not drawn
+    at_val, last5 = (np.asarray(c.get_offsets()) for c in ax.collections[:2])
+    np.testing.assert_allclose(at_val, [[1.0, 0.5], [2.0, 0.6]])
+    np.testing.assert_allclose(last5, [[1.0, 0.4], [2.0, 0.55]])
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == [
+        "test accuracy at the validation-chosen epoch", "mean test accuracy over the last 5 epochs"]
     assert [t.get_text() for t in ax.texts] == ["SGD", "SAM"]
 
 

@@ -12,22 +12,25 @@ from samlab.checks.common import as_number, call, close
 __all__ = ["check_penalty_gradient", "check_recovered_fraction"]
 
 
-def _final(result: dict[str, Any], label: str) -> float:
+def _final(result: dict[str, Any], label: str, key: str = "last5_test_acc") -> float:
     runs = [r for r in result["runs"] if r["method"] == label]
     if not runs:
         raise ValueError(f"the result has no runs of method {label!r}")
-    return sum(r["final_test_acc"] for r in runs) / len(runs)
+    return sum(r[key] for r in runs) / len(runs)
 
 
 def check_recovered_fraction(answer: object, result: dict[str, Any], method: str) -> bool:
-    """Exercise 1: the fraction of SAM's gain over SGD in *final* test accuracy that ``method`` recovers."""
+    """Exercise 1: the fraction of SAM's gain over SGD in *final* test accuracy (each method's mean
+    ``last5_test_acc``, the last-5 mean) that ``method`` recovers."""
     value = as_number(answer, "The fraction")
     if value is None:
         return False
     sgd, sam, m = _final(result, "SGD"), _final(result, "SAM"), _final(result, method)
     right = (m - sgd) / (sam - sgd)
     if math.isclose(value, right, rel_tol=1e-6, abs_tol=1e-9):
-        print(f"✓ Right: {method} recovers {right:.0%} of SAM's gain in final test accuracy.")
+        what = (f"{method} recovers {right:.0%} of SAM's gain in final test accuracy" if right >= 0 else
+                f"{method}'s final test accuracy is below SGD's: a negative fraction, {right:.0%} of SAM's gain")
+        print(f"✓ Right: {what}.")
         return True
     if math.isclose(value, 100 * right, rel_tol=1e-6):
         print("✗ That is a percentage; give a fraction (1.0 = all of SAM's gain).")
@@ -35,9 +38,24 @@ def check_recovered_fraction(answer: object, result: dict[str, Any], method: str
         print("✗ That is the part of the gain that is *missing*; measure from SGD up, not from SAM down.")
     elif not math.isclose(sam, m) and math.isclose(value, (m - sgd) / (sam - m), rel_tol=1e-6):
         print("✗ Check the denominator: it is SAM's gain over SGD.")
+    elif _ratio(result, method, "final_test_acc", value):
+        print("✗ That uses final_test_acc, the last epoch alone, which swings from epoch to epoch: "
+              "use last5_test_acc, the mean over the last 5 epochs.")
+    elif _ratio(result, method, "test_at_val", value):
+        print("✗ That is the fraction at the validation-chosen epoch; this exercise asks for the final accuracy "
+              "(last5_test_acc).")
     else:
-        print("✗ Not quite: (method − SGD) / (SAM − SGD), with each method's final_test_acc.")
+        print("✗ Not quite: (method − SGD) / (SAM − SGD), with each method's mean last5_test_acc.")
     return False
+
+
+def _ratio(result: dict[str, Any], method: str, key: str, value: float) -> bool:
+    """Whether ``value`` is the recovered fraction computed with ``key`` instead of the last-5 mean."""
+    try:
+        sgd, sam, m = (_final(result, label, key) for label in ("SGD", "SAM", method))
+    except (KeyError, TypeError):
+        return False
+    return sam != sgd and math.isclose(value, (m - sgd) / (sam - sgd), rel_tol=1e-6)
 
 
 def check_penalty_gradient(fn: object) -> bool:
