@@ -350,13 +350,18 @@ def _last5(key: str) -> Callable[[dict[str, Any]], float]:
 
     return get
 
+def _record_at_val(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's history record at its validation-chosen epoch."""
+    if run.get("val_epoch") is None:
+        raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no val_epoch: it predates the validation split")
+    return next(h for h in run["history"] if h["epoch"] == run["val_epoch"])
+
+
 def _at_val(key: str) -> Callable[[dict[str, Any]], float]:
     """Per run: ``key`` in its history at its validation-chosen epoch (as test_at_val for test_acc)."""
 
     def get(run: dict[str, Any]) -> float:
-        if run.get("val_epoch") is None:
-            raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no val_epoch: it predates the validation split")
-        record = next(h for h in run["history"] if h["epoch"] == run["val_epoch"])
+        record = _record_at_val(run)
         if record.get(key) is None:
             raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no {key} in its history (recorded since 2026-11-29)")
         return float(record[key])
@@ -561,9 +566,7 @@ _PHASES = (
 
 
 def _phase_values(run: dict[str, Any]) -> dict[str, float]:
-    if run.get("val_epoch") is None:
-        raise ValueError(f"run ({run['method']}, seed {run['seed']}) has no val_epoch: it predates the validation split")
-    at = next(h for h in run["history"] if h["epoch"] == run["val_epoch"])
+    at = _record_at_val(run)
     return {"test_at_val": run["test_at_val"], "last5_test_acc": run["last5_test_acc"],
             "last5_noisy_fit": run["last5_noisy_fit"], "noisy_fit_at_val": at["noisy_fit"],
             "noisy_true_at_val": at["noisy_true"]}

@@ -26,7 +26,7 @@ def check_recovered_fraction(answer: object, result: dict[str, Any], method: str
     if value is None:
         return False
     sgd, sam, m = _final(result, "SGD"), _final(result, "SAM"), _final(result, method)
-    right = (m - sgd) / (sam - sgd)
+    right = _fraction(result, method, "last5_test_acc")
     if math.isclose(value, right, rel_tol=1e-6, abs_tol=1e-9):
         what = (f"{method} recovers {right:.0%} of SAM's gain in final test accuracy" if right >= 0 else
                 f"{method}'s final test accuracy is below SGD's: a negative fraction, {right:.0%} of SAM's gain")
@@ -49,13 +49,19 @@ def check_recovered_fraction(answer: object, result: dict[str, Any], method: str
     return False
 
 
-def _ratio(result: dict[str, Any], method: str, key: str, value: float) -> bool:
-    """Whether ``value`` is the recovered fraction computed with ``key`` instead of the last-5 mean."""
+def _fraction(result: dict[str, Any], method: str, key: str) -> float | None:
+    """(method − SGD) / (SAM − SGD) in the mean of ``key``; None where SAM has no gain or a run lacks ``key``."""
     try:
         sgd, sam, m = (_final(result, label, key) for label in ("SGD", "SAM", method))
     except (KeyError, TypeError):
-        return False
-    return sam != sgd and math.isclose(value, (m - sgd) / (sam - sgd), rel_tol=1e-6)
+        return None
+    return (m - sgd) / (sam - sgd) if sam != sgd else None
+
+
+def _ratio(result: dict[str, Any], method: str, key: str, value: float) -> bool:
+    """Whether ``value`` is the recovered fraction computed with ``key`` instead of the last-5 mean."""
+    other = _fraction(result, method, key)
+    return other is not None and math.isclose(value, other, rel_tol=1e-6)
 
 
 def check_penalty_gradient(fn: object) -> bool:
