@@ -374,8 +374,32 @@ def test_a_layer_called_twice_is_refused() -> None:
             return self.fc(torch.tanh(self.fc(x)))
 
     x, y = torch.randn(4, 5), torch.randint(0, 5, (4,))
+    model = Twice()
     with pytest.raises(RuntimeError, match="called once per forward.*engine='vmap'"):
-        methods.get("sam", m=1, engine="exact").gradient(Twice(), x, y)
+        methods.get("sam", m=1, engine="exact").gradient(model, x, y)
+    assert "forward" not in model.fc.__dict__  # the engine's forward is gone after the error too
+    torch.testing.assert_close(model(x), model.fc(torch.tanh(model.fc(x))))
+
+
+def test_the_modules_own_forwards_are_restored_after_a_step() -> None:
+    """The engine replaces each supported module's forward for its passes only: afterwards
+    the class's forward is back, and a forward a user had set on the instance is kept."""
+    model, shape = _make("cnn-bn")
+    model = model.double()
+    x, y = _batch(shape)
+    marker = []
+
+    def own_forward(a: torch.Tensor) -> torch.Tensor:
+        marker.append(1)
+        return nn.Linear.forward(model.head, a)
+
+    model.head.forward = own_forward
+    methods.get("sam", rho=RHO, m=1, engine="exact").gradient(model, x, y)
+    assert model.head.forward is own_forward
+    assert all("forward" not in mod.__dict__ for mod in model.modules() if mod is not model.head)
+    marker.clear()
+    model.eval()(x)
+    assert marker == [1]
 
 
 @pytest.mark.parametrize("name, kwargs", [("sam", {"m": 1}), ("lsam", {}), ("jsam", {}), ("obf", {})])

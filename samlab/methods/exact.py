@@ -28,9 +28,12 @@ layer(a'_i; ε_i), so backpropagation through the layers above sees the perturbe
 Summed over the batch, one ordinary backward of Σ_i ℓ_i(z'_i)/B through this perturbed,
 *batched* forward leaves in W.grad exactly (1/B) Σ_i ∇_W ℓ_i(w + ε_i): the 1-SAM gradient.
 
-The per-example gradients G_i come from one batched pass at w: a forward hook keeps each
-layer's input a, and the gradient D = ∂(Σ_i ℓ_i)/∂z of each layer's output comes from one
-``torch.autograd.grad`` (no weight gradients are formed). Per example,
+The per-example gradients G_i come from one batched pass at w: each supported module's
+forward is replaced for the step (``_Hooks``) by one that keeps the layer's input a, and
+the gradient D = ∂(Σ_i ℓ_i)/∂z of each layer's output comes from one
+``torch.autograd.grad`` (no weight gradients are formed, except the ordinary Σ_i G_i of
+ghost-form weights, below). A norm layer computes its output from x̂ itself, so that
+each pass normalises once (the second pass adds its per-example terms to γ and β). Per example,
 
 * Linear: G_i = D_iᵀ A_i (A_i, D_i the example's rows; several rows when the input has
   extra dimensions), bias D_i summed over rows;
@@ -232,28 +235,39 @@ class _Layer:
         out = normed if m.weight is None else normed * m.weight.reshape(shape)
         return out if m.bias is None else out + m.bias.reshape(shape)
 
-    # --- passes
-    def first(self, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor | None:
+    # --- passes (``original`` is the module's own forward)
+    def _count(self) -> None:
         self.calls += 1
         if self.calls > 1:
             raise RuntimeError(
                 f"the exact engine needs each parametrised layer called once per forward; {self.name} "
                 f"({type(self.module).__name__}) was called again: use engine='vmap'"
             )
+
+    def _norm_dtype(self, a: torch.Tensor) -> torch.dtype:
+        """The dtype the module itself would return: GroupNorm runs in fp32 under autocast."""
+        if isinstance(self.module, nn.GroupNorm) and torch.is_autocast_enabled(a.device.type):
+            return upcast(a).dtype
+        return a.dtype
+
+    def first(self, a: torch.Tensor, original: Callable) -> torch.Tensor:
+        """The forward at w; keeps what the per-example gradients need. A norm layer computes
+        its output from x̂ itself (one normalisation, with the statistics held fixed)."""
+        self._count()
         self.input = a.detach() if self.params else None  # kept for the per-example gradients
-        replaced = None
-        if self.kind == "norm":
-            if self.batch_mode and self.stats is None:
-                self.stats = input_statistics(a)
-            scaled = any(n == "weight" for n, _ in self.params)  # G_γ needs x̂
-            if self.batch_mode:  # the statistics held fixed, not differentiated through
-                normed = self.normalise(a)
-                replaced = self.affine(normed).to(out.dtype)
-                self.normed = normed.detach() if scaled else None
-            elif scaled:
-                self.normed = self.normalise(a.detach())
-        self.output = replaced if replaced is not None else out
-        return replaced
+        if self.kind != "norm":
+            self.output = original(a)
+            return self.output
+        if self.batch_mode and self.module.training:  # BatchNorm: the running statistics move once, as in SGD
+            with torch.no_grad():
+                original(a)
+        if self.batch_mode and self.stats is None:
+            self.stats = input_statistics(a)
+        normed = self.normalise(a)
+        if any(n == "weight" for n, _ in self.params):  # G_γ needs x̂
+            self.normed = normed.detach()
+        self.output = self.affine(normed).to(self._norm_dtype(a))
+        return self.output
 
     # --- Linear and Conv2d as matrix products of rows: z_rows = x_rows Wᵀ (+ b)
     def sizes(self, a: torch.Tensor, d: torch.Tensor, chunks: int) -> tuple[int, int, int]:
@@ -275,8 +289,15 @@ class _Layer:
         """A layer output (or its gradient) as ``(C, R, O)`` rows per chunk."""
         return _chunk_rows(d, chunks) if self.kind == "linear" else _chunk_columns(d.flatten(2), chunks).transpose(1, 2)
 
+    def uses_ghost(self, chunks: int, adaptive: bool) -> bool:
+        """After the first forward: whether the weight takes the ghost form (see :meth:`first_grads`)."""
+        if self.kind not in ("linear", "conv") or adaptive or not any(n == "weight" for n, _ in self.params):
+            return False
+        r, i, o = self.sizes(self.input, self.output, chunks)
+        return r * (i + o) < i * o
+
     def first_grads(
-        self, d: torch.Tensor | None, chunks: int, adaptive: bool, eta: float
+        self, d: torch.Tensor | None, chunks: int, adaptive: bool, eta: float, weight_total: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """After the first pass: Σ_c of the squared (T-scaled) norms ``(C,)`` and, per
         parameter, Σ_i G_i over the batch; keeps the per-chunk direction for the second pass.
@@ -284,7 +305,8 @@ class _Layer:
         Linear/Conv2d weights use the ghost form (never materialise G_c = Y_cᵀ X_c; norms
         from the Gram matrices, ‖G_c‖² = ⟨X_c X_cᵀ, Y_c Y_cᵀ⟩; the added term X'_c G_cᵀ =
         (X'_c X_cᵀ) Y_c) when the R rows per chunk make it cheaper, R(I + O) < I·O, and ASAM
-        is off; otherwise G_c is formed by one batched matmul.
+        is off; otherwise G_c is formed by one batched matmul. A ghost weight's Σ_i G_i is
+        ``weight_total``, the ordinary weight gradient the first backward computed.
         """
         a, m = self.input, self.module
         dtype = acc_dtype(a)
@@ -303,12 +325,13 @@ class _Layer:
                 self.direction["bias"] = per.sum((1, 3))
         else:
             r, i, o = self.sizes(a, d, chunks)
-            ghost = "weight" in names and not adaptive and r * (i + o) < i * o
+            ghost = self.uses_ghost(chunks, adaptive)
             self.grouped = self.kind == "conv" and not ghost and CONV_BACKEND.get(a.device.type) == "grouped"
             if ghost:
                 x, y = self.rows(a, chunks), self.out_rows(d, chunks)
                 sq = sq + (torch.bmm(x, x.transpose(1, 2)) * torch.bmm(y, y.transpose(1, 2))).sum((1, 2))
-                totals["weight"] = torch.einsum("cro,cri->oi", y, x).reshape(m.weight.shape)
+                total = torch.zeros_like(m.weight) if weight_total is None else weight_total
+                totals["weight"] = total.to(dtype).reshape(m.weight.shape)
                 self.ghost = (x, y)
             elif "weight" in names and self.grouped:  # G_c as the weight gradient of a grouped conv
                 g = torch.nn.grad.conv2d_weight(
@@ -342,24 +365,31 @@ class _Layer:
             self.ghost = (x, y * factor.to(y.dtype)[:, None, None])
         self.direction = {}
 
-    def second(self, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls > 1:
-            raise RuntimeError(f"the exact engine needs each parametrised layer called once per forward ({self.name})")
+    def second(self, a: torch.Tensor, original: Callable) -> torch.Tensor:
+        """The perturbed forward: the output at w plus c_i·layer_W(a'_i; G_i) per example
+        (a norm layer: x̂' ⊙ (γ + ε_γ,i) + β + ε_β,i, one normalisation)."""
+        self._count()
         e = self.eps
         if self.kind == "norm":
-            normed = self.normalise(a)
-            out = self.affine(normed).to(out.dtype) if self.batch_mode else out
+            m, normed = self.module, self.normalise(a)
             if not e:
-                return out
+                return self.affine(normed).to(self._norm_dtype(a))
             chunks = next(iter(e.values())).shape[0]
             per = normed.reshape(chunks, a.shape[0] // chunks, normed.shape[1], -1)
-            base = out.reshape(per.shape)
-            if "weight" in e:
-                base = base + per * e["weight"][:, None, :, None].to(per.dtype)
-            if "bias" in e:
-                base = base + e["bias"][:, None, :, None].to(base.dtype)
-            return base.reshape(out.shape).to(out.dtype)
+
+            def part(name: str, p: torch.Tensor | None) -> torch.Tensor | None:
+                if p is None:
+                    return None
+                p = p.to(per.dtype).reshape(1, 1, -1, 1)
+                return p + e[name][:, None, :, None].to(per.dtype) if name in e else p
+
+            scale, shift = part("weight", m.weight), part("bias", m.bias)
+            if scale is not None:
+                per = per * scale if shift is None else torch.addcmul(shift, per, scale)
+            elif shift is not None:
+                per = per + shift
+            return per.reshape(normed.shape).to(self._norm_dtype(a))
+        out = original(a)
         if not e and self.ghost is None:
             return out
         chunks = self.ghost[0].shape[0] if self.ghost is not None else next(iter(e.values())).shape[0]
@@ -406,7 +436,8 @@ def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
 
 
 class _Hooks:
-    """Forward hooks on every supported module; ``phase`` says what they do."""
+    """Every supported module's forward replaced for the engine's passes; ``phase`` says
+    what it does ("off": the module's own forward)."""
 
     def __init__(self, model: nn.Module):
         self.layers = [
@@ -416,25 +447,32 @@ class _Hooks:
             and (any(p.requires_grad for p in mod.parameters(recurse=False)) or isinstance(mod, _BatchNorm))
         ]
         self.phase = "off"
-        self.handles: list = []
+        self.saved: list[tuple[nn.Module, Callable | None]] = []
 
-    def _hook(self, layer: _Layer) -> Callable:
-        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+    def _forward(self, layer: _Layer, original: Callable) -> Callable:
+        def forward(*args: object, **kwargs: object) -> torch.Tensor:
             if self.phase == "first":
-                return layer.first(args[0], out)
+                return layer.first(args[0], original)
             if self.phase == "second":
-                return layer.second(args[0], out)
-            return None
+                return layer.second(args[0], original)
+            return original(*args, **kwargs)
 
-        return hook
+        return forward
 
     def __enter__(self) -> _Hooks:
-        self.handles = [layer.module.register_forward_hook(self._hook(layer)) for layer in self.layers]
+        for layer in self.layers:
+            module = layer.module
+            self.saved.append((module, module.__dict__.get("forward")))
+            module.forward = self._forward(layer, module.forward)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for h in self.handles:
-            h.remove()
+        for module, forward in self.saved:
+            if forward is None:
+                del module.forward
+            else:
+                module.forward = forward
+        self.saved = []
         for layer in self.layers:
             layer.clear()
 
@@ -452,7 +490,7 @@ class _Hooks:
 @contextlib.contextmanager
 def _eager(model: nn.Module) -> Iterator[None]:
     """Modules compiled in place (``module.compile()``) run eagerly within the block: a
-    compiled graph does not see the hooks this engine adds and removes at every step
+    compiled graph does not see the forwards this engine replaces and restores at every step
     (it silently returned the unperturbed gradient in our check)."""
     compiled = [m for m in model.modules() if m.__dict__.get("_compiled_call_impl") is not None]
     saved = [m.__dict__["_compiled_call_impl"] for m in compiled]
@@ -578,14 +616,17 @@ def _group(
     objective = (loss if ascent is None else ascent(z, y)).sum()
     live = [layer for layer in hooks.layers if layer.params and layer.output is not None and layer.output.requires_grad]
     outputs = [layer.output for layer in live]
-    ds = torch.autograd.grad(objective, outputs, retain_graph=descent == "lsam", allow_unused=True)
+    ghost = [layer.module.weight for layer in live if layer.uses_ghost(chunks, adaptive)]
+    grads = torch.autograd.grad(objective, outputs + ghost, retain_graph=descent == "lsam", allow_unused=True)
+    ds, weight_totals = grads[: len(outputs)], dict(zip(map(id, ghost), grads[len(outputs) :]))
     sq = torch.zeros(chunks, dtype=acc_dtype(z), device=x.device)
     for layer, d in zip(live, ds):
-        part, totals = layer.first_grads(d, chunks, adaptive, eta)
+        weight = getattr(layer.module, "weight", None)
+        part, totals = layer.first_grads(d, chunks, adaptive, eta, weight_totals.get(id(weight)))
         sq = sq + part.to(sq.dtype)
         for n, p in layer.params:
             total[id(p)] = total.get(id(p), 0) + totals[n].to(acc_dtype(p))
-    del ds
+    del ds, grads, weight_totals
     factor = rho / (sq.sqrt() + EPS)
     for layer in live:
         layer.scale(factor)
