@@ -10,7 +10,7 @@ result files. From a shell (this module's ``__main__`` is the runner's CLI)::
     python -m samlab.experiments run memorisation --profile cpu
     python -m samlab.experiments table            # markdown table of every result file
 
-Evidence protocol (SCIENCE.md, "How samlab compares methods"): under ``cpu`` and ``gpu``
+Evidence protocol (README, *Results*; taught in notebook 00): under ``cpu`` and ``gpu``
 every compared configuration has at least five seeds (:data:`SEEDS`; the hyperparameter
 search ``tuning-rho-30`` has three), and by default each seed draws its own label noise
 and validation split (``noise_seed=None``: the noise seed of seed s is s). ``smoke`` keeps
@@ -342,8 +342,8 @@ def resnet18_cifar10_30(profile: str) -> Experiment:
 
     Baek et al.'s headline setting (their number: SAM's best test accuracy 17 points above
     SGD's). ``gpu``: full CIFAR-10, ResNet-18 (CIFAR stem), batch 128, lr 0.01, weight
-    decay 5e-4, 200 epochs, cosine schedule, crop+flip augmentation (the setup in
-    SCIENCE.md, marked unverified there), trained through the fast path of
+    decay 5e-4, 200 epochs, cosine schedule, crop+flip augmentation (Baek et al.'s setup as
+    reported second-hand, unverified), trained through the fast path of
     :mod:`samlab.fast` (uint8 images on the device, channels_last; bf16 autocast comes with
     CUDA). ``cpu``: ``cifar10-mini`` (the paper's 10% point), a ResNet-18 of width 16,
     15 epochs. ``smoke``: digits as 1×8×8 images, a ResNet-18 of width 4, 8 epochs, no
@@ -356,9 +356,8 @@ def resnet18_cifar10_30(profile: str) -> Experiment:
 
     GroupNorm (``norm="gn"``), not BatchNorm, in every profile: with BatchNorm samlab's
     per-example gradient holds the batch statistics fixed and so drops the gradient through
-    them; even at ρ = 0 it is then not SGD's gradient and trains far worse (measured on
-    the smoke setting: SGD 0.91 test accuracy after 6 epochs, per-example ρ = 0 J-SAM 0.37
-    and 1-SAM 0.27), which would confound 1-SAM and J-SAM with SGD. With GroupNorm each
+    them; even at ρ = 0 it is then not SGD's gradient (``tests/test_resnet18_experiment.py``
+    checks one step), which would confound 1-SAM and J-SAM with SGD. With GroupNorm each
     example is normalised on its own and per-example gradients are exact. On the GPU the
     per-example methods process 64 examples at a time (``chunk_size``) to bound memory.
     """

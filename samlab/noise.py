@@ -7,7 +7,7 @@ the realised flip rate, so that training curves can be split into clean and nois
 examples. The noise draw uses its own ``torch.Generator`` seeded by ``seed``, independent
 of the training seed, so every method in a comparison sees the same corrupted labels.
 
-Kinds (see SCIENCE.md):
+Kinds (taught in notebooks 00 and 07):
 
 * ``symmetric-flip``: with probability ``rate`` replace the label by a *different* class
   drawn uniformly; the realised flip rate is ``rate`` in expectation.

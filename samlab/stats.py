@@ -1,7 +1,7 @@
 """Statistics for comparing methods over seeds: paired t tests, Holm's correction, claims with verdicts.
 
 The one place where samlab decides whether a difference between two methods is evidence
-(SCIENCE.md, "How samlab compares methods"):
+(README, *Results*; taught in notebook 00, section 3):
 
 * :func:`paired` — a paired comparison over seeds. Runs with the same seed share the
   initial weights, the batch order, the label noise and the validation split, so the

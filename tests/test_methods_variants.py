@@ -429,7 +429,7 @@ def test_regsgd_gradient_is_autograd_of_the_explicit_objective(weighted, classes
 
 def test_weighted_regsgd_is_exact_one_sam_jsam_for_a_two_layer_linear_net_with_unit_inputs():
     """Ours: for f = vᵀWx with ‖x_i‖ = 1, weighted regsgd with γ_w = γ_a = ½ is per-example
-    (1-SAM ε_i) J-SAM exactly — the two-layer identity of SCIENCE.md."""
+    (1-SAM ε_i) J-SAM exactly — the two-layer identity of notebook 02."""
     x, y = _data(6, 5, 2, seed=4, dtype=torch.float64)
     x = x / x.norm(dim=1, keepdim=True)
     torch.manual_seed(0)

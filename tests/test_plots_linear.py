@@ -90,7 +90,7 @@ def test_run_style_is_consistent():
 
 def test_summary_table():
     rows = linear.summary_rows(RUNS, extra={"GD": {"decay step": math.inf}})
-    assert rows[0]["run"] == "GD" and rows[0]["best test"] == pytest.approx(0.75)
+    assert rows[0]["run"] == "GD" and rows[0]["oracle max test"] == pytest.approx(0.75)
     text = linear.format_table(rows)
     lines = text.splitlines()
     assert lines[0].startswith("run") and "never" in lines[2] and len(lines) == 2 + len(RUNS)

@@ -17,7 +17,7 @@ loss. samlab's form, per batch of B examples with features φ_i = ``model.featur
   λ_i = sg(ρ ‖s_i‖ / N_i) with s_i = ∂ℓ_i/∂z_i (softmax(z_i) − e_ỹ; −ỹσ(−ỹz) for a single
   logit, so ‖s_i‖ = σ(−ỹ z_i) there) and N_i² = ‖φ_i‖² + ‖W‖². For f = vᵀWx (scalar
   output) J-SAM is exactly the gradient of ℓ + λ_i(½‖x‖²‖v‖² + ½‖Wx‖²) with
-  λ_i = sg(ρσ(−ỹf)/N), N² = ‖Wx‖² + ‖v‖²‖x‖² (see SCIENCE.md). Our generalisation keeps
+  λ_i = sg(ρσ(−ỹf)/N), N² = ‖Wx‖² + ‖v‖²‖x‖² (derived in notebook 02). Our generalisation keeps
   the two ingredients the network exposes cheaply: ‖∂z/∂W‖² = ‖φ‖² per unit of s, and the
   gradient that reaches the features, ‖Wᵀs‖ ≤ ‖W‖‖s‖, with the Jacobian of the layers
   below the features taken to have unit gain (the ‖x‖² factor of the two-layer formula is

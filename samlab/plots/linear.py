@@ -196,15 +196,15 @@ def plot_linear_view(runs: Mapping[str, History], rho: float, norm_x: float, tit
 
 
 def summary_rows(histories: Mapping[str, History], extra: Mapping[str, Mapping[str, float]] | None = None) -> list[dict]:
-    """One dict per run: best and final test accuracy, epoch of best, final clean/noisy fit,
-    plus any ``extra[label]`` columns."""
+    """One dict per run: the test-set maximum and its step (named *oracle*: no validation split
+    chooses it), the final test accuracy, final clean/noisy fit, plus any ``extra[label]`` columns."""
     rows = []
     for label, h in histories.items():
         last = h.records[-1]
         row = {
             "run": label,
-            "best test": h.best_test_acc,
-            "at step": h.best_epoch,
+            "oracle max test": h.best_test_acc,
+            "oracle step": h.best_epoch,
             "final test": h.final_test_acc,
             "clean fit": last["clean_fit"],
             "noisy fit": last["noisy_fit"],
