@@ -19,6 +19,7 @@ from typing import Any, Callable
 from samlab import stats
 
 __all__ = [
+    "holm_bar",
     "final_mean",
     "last5_mean",
     "n_test",
@@ -457,38 +458,51 @@ def _claim_dict(c: stats.Claim, what: str, quantity: str | None = None) -> dict[
 
 
 def paired_family(
-    comparisons: Sequence[tuple[dict[str, Any], str, str, str] | tuple[dict[str, Any], str, str, str, str]],
+    comparisons: Sequence[tuple],
     alpha: float = stats.ALPHA,
 ) -> dict[tuple[str, str, str, str, str], dict[str, Any]]:
     """One family of paired claims, Holm-corrected together (e.g. every claim of a notebook).
 
-    ``comparisons``: ``(result, method, baseline, quantity)`` or ``(result, method, baseline,
-    quantity, direction)``; the direction defaults to the quantity's improvement
-    (:data:`QUANTITIES`: higher accuracy, lower noisy fit). Returns, in the order given,
+    ``comparisons``: ``(result, method, baseline, quantity[, direction[, control]])``; the
+    direction defaults to the quantity's improvement (:data:`QUANTITIES`: higher accuracy,
+    lower noisy fit). With ``control`` (another result with the same seeds) the claim is a
+    *contrast*: per seed s, the gap d_s = (method − baseline) in ``result`` minus the same
+    gap in ``control``, tested by a paired t test over the seeds both results have —
+    "SAM's gain over SGD is smaller under asymmetric noise than under symmetric noise" is
+    such a claim; comparing the two verdicts instead would not test it (a difference in
+    significance is not a significant difference). Returns, in the order given,
     ``(experiment, method, baseline, quantity, direction) -> claim`` (a dict as
-    :func:`paired_claims` returns), each with the verdict of :class:`samlab.stats.Claim`:
-    "holds" only when the Holm-corrected p < ``alpha`` and the mean difference has the
-    claimed sign. No claim is dropped.
+    :func:`paired_claims` returns; for a contrast the experiment is ``"A vs B"``, the method
+    ``"method − baseline"`` and the baseline ``"method − baseline in B"``), each with the
+    verdict of :class:`samlab.stats.Claim`: "holds" only when the Holm-corrected p <
+    ``alpha`` and the mean difference has the claimed sign. No claim is dropped.
     """
     family: dict[tuple[str, str, str, str], tuple[list[float], list[float]]] = {}
     keys: list[tuple[str, str, str, str, str]] = []
     for item in comparisons:
-        if len(item) not in (4, 5):
-            raise ValueError(f"a comparison must be (result, method, baseline, quantity[, direction]), got {len(item)} items")
+        if len(item) not in (4, 5, 6):
+            raise ValueError(
+                f"a comparison must be (result, method, baseline, quantity[, direction[, control]]), got {len(item)} items"
+            )
         result, method, baseline, quantity = item[:4]
         if quantity not in QUANTITIES:
             raise ValueError(f"quantity must be one of {tuple(QUANTITIES)}, got quantity={quantity!r}")
-        direction = item[4] if len(item) == 5 else QUANTITIES[quantity][0]
+        direction = item[4] if len(item) >= 5 and item[4] is not None else QUANTITIES[quantity][0]
         if direction not in stats.DIRECTIONS:
             raise ValueError(f"direction must be one of {stats.DIRECTIONS}, got direction={direction!r}")
+        control = item[5] if len(item) == 6 else None
         experiment = str(result.get("experiment"))
-        key = (experiment, method, baseline, quantity, direction)
+        if control is None:
+            key = (experiment, method, baseline, quantity, direction)
+            pair = _paired_values(_per_seed(result, quantity), result, method, baseline)
+        else:
+            where = str(control.get("experiment"))
+            key = (f"{experiment} vs {where}", f"{method} − {baseline}", f"{method} − {baseline} in {where}", quantity, direction)
+            pair = _contrast_values(result, control, method, baseline, quantity)
         if key in keys:
             raise ValueError(f"comparison {key} appears twice in one family")
         keys.append(key)
-        family[(method, baseline, f"{quantity} [{experiment}]", direction)] = _paired_values(
-            _per_seed(result, quantity), result, method, baseline
-        )
+        family[(key[1], key[2], f"{quantity} [{key[0]}]", direction)] = pair
     tested = stats.claims(family, alpha)
     out = {}
     for key, c in zip(keys, tested.values()):
@@ -496,6 +510,27 @@ def paired_family(
         d["quantity"], d["key"], d["experiment"] = key[3], (key[1], key[3]), key[0]
         out[key] = d
     return out
+
+
+def _contrast_values(
+    result: dict[str, Any], control: dict[str, Any], method: str, baseline: str, quantity: str
+) -> tuple[list[float], list[float]]:
+    """Per seed (those both results have): the gap ``method − baseline`` in ``result`` and in ``control``."""
+    gaps = []
+    for res in (result, control):
+        values = _per_seed(res, quantity)
+        for k in (method, baseline):
+            if k not in values:
+                _runs(res, k)  # raises, naming the missing label
+        a, b = values[method], values[baseline]
+        gaps.append({s: a[s] - b[s] for s in a.keys() & b.keys()})
+    seeds = sorted(gaps[0].keys() & gaps[1].keys())
+    if not seeds:
+        raise ValueError(
+            f"{result.get('experiment')!r} and {control.get('experiment')!r} share no seed at which both have "
+            f"{method!r} and {baseline!r}"
+        )
+    return [gaps[0][s] for s in seeds], [gaps[1][s] for s in seeds]
 
 
 def table(claims: Sequence[dict[str, Any]]) -> str:
@@ -524,7 +559,26 @@ def table(claims: Sequence[dict[str, Any]]) -> str:
     lines.insert(1, "-" * len(lines[0]))
     lines.append(f"(one family of m = {m} claims; accuracies and noisy fit in percentage points, norms as they are; "
                  f"a claim holds when Holm's p < {stats.ALPHA} and the difference has the claimed sign)")
+    lines.append(holm_bar(m, {c["df"] for c in claims if c["seeds"] >= 2}))
     return "\n".join(lines)
+
+
+def holm_bar(m: int, dfs: set[int], alpha: float = stats.ALPHA) -> str:
+    """How high the bar of a family of ``m`` two-sided paired t tests stands under Holm's
+    correction: the smallest p must be below α/m, the k-th smallest below α/(m − k + 1), the
+    largest below α; with one number of degrees of freedom ``dfs``, the same in |t|. (The
+    95% intervals of :func:`table` are not adjusted: a claim whose interval excludes 0 can
+    still fail Holm's bar.)"""
+    from scipy import stats as st
+
+    if m < 1:
+        return "(an empty family)"
+    text = f"(Holm's bar: the smallest p must be below {alpha}/{m} = {alpha / m:.2g}, the largest below {alpha}"
+    if len(dfs) == 1:
+        (df,) = dfs
+        first, last = (float(st.t.ppf(1 - a / 2, df)) for a in (alpha / m, alpha))
+        text += f"; at {df} degrees of freedom |t| ≥ {first:.2f} for the first step, ≥ {last:.2f} for the last"
+    return text + "; the 95% intervals above are not adjusted)"
 
 
 def paired_claims(

@@ -9,7 +9,7 @@ import pytest
 import numpy as np
 
 from samlab import claims
-from samlab.claims import paired_claims, paired_differences, paired_family, report
+from samlab.claims import paired_claims, paired_differences, paired_family, report, table
 
 
 def _run(method: str, seed: int, best: float, final: float | None = None, noisy: float = 0.5) -> dict:
@@ -210,5 +210,39 @@ def test_family_table_prints_test_n_t_holm_p_and_verdict_per_claim():
     assert "SAM < SGD: last5_head_norm" in text[3] and f"{head_t:.2f} (4)" in text[3]
     assert "-0.38 [" in text[3]  # (−1 + 0.1 − 1 + 0.1 − 0.1) / 5: a norm is printed as it is, not in points
     assert text[3].endswith("not established")  # t = −1.49 with 4 df: not below SGD at Holm's level
-    assert "m = 2 claims" in text[-1]
+    assert "m = 2 claims" in text[-2]
+    # Holm's bar, hand-computed: α/m = 0.025 for the first step, t_{0.9875}(4) = 3.4954; the last, t_{0.975}(4) = 2.7764
+    assert "0.05/2 = 0.025" in text[-1] and "|t| ≥ 3.50 for the first step, ≥ 2.78 for the last" in text[-1]
     assert out[1]["evidence"].count("points") == 0 and "points" in out[0]["evidence"]
+
+
+def test_a_contrast_claim_tests_the_difference_of_two_gaps_seed_by_seed():
+    """(SAM − SGD) in one experiment against the same gap in a control, paired by seed: checked
+    against scipy's paired t test on the hand-computed gaps, seeds matched by number, not order."""
+    from scipy import stats as st
+
+    def result(name, sgd, sam, seeds):
+        runs = [{"method": "SGD", "seed": s, "test_at_val": v} for s, v in zip(seeds, sgd)]
+        runs += [{"method": "SAM", "seed": s, "test_at_val": v} for s, v in zip(seeds, sam)]
+        return {"experiment": name, "runs": runs}
+
+    asym = result("asym", [0.50, 0.52, 0.49, 0.51, 0.50], [0.49, 0.52, 0.50, 0.50, 0.49], [0, 1, 2, 3, 4])
+    # the control lists its seeds in another order, and has a sixth seed the other lacks
+    sym = result("sym", [0.60, 0.55, 0.58, 0.57, 0.56, 0.9], [0.61, 0.58, 0.60, 0.59, 0.58, 0.1], [4, 1, 2, 3, 0, 5])
+    fam = paired_family([(asym, "SAM", "SGD", "test_at_val", "less", sym), (asym, "SAM", "SGD", "test_at_val")])
+    key = ("asym vs sym", "SAM − SGD", "SAM − SGD in sym", "test_at_val", "less")
+    assert list(fam)[0] == key
+    c = fam[key]
+    gap_asym = [-0.01, 0.00, 0.01, -0.01, -0.01]          # seeds 0..4
+    gap_sym = [0.58 - 0.56, 0.03, 0.02, 0.02, 0.61 - 0.60]  # seeds 0..4 of the control
+    ref = st.ttest_rel(gap_asym, gap_sym)
+    assert c["seeds"] == 5 and c["t"] == pytest.approx(ref.statistic) and c["p"] == pytest.approx(ref.pvalue)
+    assert c["mean_difference"] == pytest.approx(sum(gap_asym) / 5 - sum(gap_sym) / 5)
+    assert c["family_size"] == 2 and c["experiment"] == "asym vs sym"
+    # the gap is smaller under the first experiment on every seed: with two claims, Holm's p = 2 p
+    assert c["p_holm"] == pytest.approx(min(1.0, 2 * ref.pvalue)) and c["holds"] == (2 * ref.pvalue < 0.05)
+    assert "SAM − SGD < SAM − SGD in sym: test_at_val" in table(list(fam.values()))
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_family([(asym, "SAM", "SGD", "test_at_val", "less", result("other", [0.5], [0.5], [9]))])
+    with pytest.raises(ValueError, match="SANER"):
+        paired_family([(asym, "SANER", "SGD", "test_at_val", "less", sym)])

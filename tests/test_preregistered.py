@@ -13,11 +13,12 @@ from samlab import claims, experiments, preregistered, stats
 def test_families_name_real_experiments_labels_and_quantities(notebook):
     fam = preregistered.family(notebook)
     assert fam and len(set(fam)) == len(fam)
-    for name, method, baseline, quantity, direction in fam:
-        exp = experiments.get(name, "cpu")
+    for where, method, baseline, quantity, direction in fam:
         assert quantity in claims.QUANTITIES and direction in stats.DIRECTIONS
-        for label in (method, baseline):
-            assert label == preregistered.VALIDATION_BEST or label in exp.methods, (name, label)
+        for name in where if isinstance(where, tuple) else (where,):
+            exp = experiments.get(name, "cpu")
+            for label in (method, baseline):
+                assert label == preregistered.VALIDATION_BEST or label in exp.methods, (name, label)
     assert all(label in experiments.get(name, "cpu").methods for name, label in preregistered.labels_used(notebook))
     with pytest.raises(ValueError, match="notebook must be one of"):
         preregistered.family("99")
@@ -76,3 +77,28 @@ def test_source_accuracy_is_read_at_the_validation_epoch():
         get({**run, "val_epoch": None})
     with pytest.raises(ValueError, match="test_source_acc"):
         get({**run, "history": [{"epoch": e} for e in range(6)]})
+
+
+def test_notebook_07_contrasts_pair_each_asymmetric_rate_with_its_symmetric_control(monkeypatch):
+    """The contrasts compare SAM's gain over SGD under asymmetric noise with its gain under the
+    symmetric control of the matching realised rate, seed by seed (checked against scipy)."""
+    contrasts = [c for c in preregistered.family("07") if isinstance(c[0], tuple)]
+    assert [c[0] for c in contrasts] == [("asymmetric-20", "symmetric-10"), ("asymmetric-40", "symmetric-20")]
+    for (asym, sym), *_ in contrasts:  # the control's symmetric rate is the asymmetric map's realised rate
+        a, s = experiments.get(asym, "cpu"), experiments.get(sym, "cpu")
+        assert a.noise == "asymmetric" and s.noise == "symmetric-flip" and s.rate == pytest.approx(a.rate / 2)
+
+    def result(name, extra):  # SAM − SGD per seed: 0.01·seed + extra(seed)
+        runs = [{"method": m, "seed": seed, "test_at_val": 0.5 + (m == "SAM") * (0.01 * seed + extra(seed))}
+                for m in experiments.get(name, "cpu").methods for seed in range(5)]
+        return {"experiment": name, "runs": runs}
+
+    asym_gap, sym_gap = (lambda s: 0.0), (lambda s: 0.02 + 0.003 * (s % 2))
+    files = {n: result(n, asym_gap if n.startswith("asym") else sym_gap)
+             for n in ("asymmetric-20", "asymmetric-40", "symmetric-10", "symmetric-20")}
+    monkeypatch.setitem(preregistered.FAMILIES, "07", contrasts)   # the contrasts alone, on synthetic files
+    out = preregistered.evaluate("07", load=lambda name, profile: files.get(name))
+    assert [c["as_registered"] for c in out] == contrasts and out[0]["experiment"] == "asymmetric-20 vs symmetric-10"
+    ref = st.ttest_rel([0.01 * s for s in range(5)], [0.01 * s + sym_gap(s) for s in range(5)])
+    assert out[0]["t"] == pytest.approx(ref.statistic) and out[0]["p"] == pytest.approx(ref.pvalue)
+    assert out[0]["mean_difference"] == pytest.approx(-0.0212) and out[0]["holds"]  # smaller under asymmetric noise
