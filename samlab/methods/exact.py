@@ -29,7 +29,7 @@ Summed over the batch, one ordinary backward of Σ_i ℓ_i(z'_i)/B through this 
 *batched* forward leaves in W.grad exactly (1/B) Σ_i ∇_W ℓ_i(w + ε_i): the 1-SAM gradient.
 
 The per-example gradients G_i come from one batched pass at w: each supported module's
-forward is replaced for the step (``_Hooks``) by one that keeps the layer's input a, and
+forward is replaced for the step (``_Forwards``) by one that keeps the layer's input a, and
 the gradient D = ∂(Σ_i ℓ_i)/∂z of each layer's output comes from one
 ``torch.autograd.grad`` (no weight gradients are formed, except the ordinary Σ_i G_i of
 ghost-form weights, below). A norm layer computes its output from x̂ itself, so that
@@ -435,7 +435,7 @@ def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------- the model
 
 
-class _Hooks:
+class _Forwards:
     """Every supported module's forward replaced for the engine's passes; ``phase`` says
     what it does ("off": the module's own forward)."""
 
@@ -459,7 +459,7 @@ class _Hooks:
 
         return forward
 
-    def __enter__(self) -> _Hooks:
+    def __enter__(self) -> _Forwards:
         for layer in self.layers:
             module = layer.module
             self.saved.append((module, module.__dict__.get("forward")))
@@ -562,38 +562,38 @@ def exact_step(
         p.grad = None
     logits, losses, norms = [], [], []
     total: dict[int, torch.Tensor] = {}
-    with _eager(model), _Hooks(model) as hooks:
+    with _eager(model), _Forwards(model) as passes:
         grouped = step < chunks
-        if grouped and any(layer.batch_mode for layer in hooks.layers):
+        if grouped and any(layer.batch_mode for layer in passes.layers):
             rng = RngReplay(x.device)
             stats = batch_statistics(model, x)  # updates the running statistics once
             rng.replay()  # the groups draw the dropout masks this pass drew
-            for layer in hooks.layers:
+            for layer in passes.layers:
                 if layer.batch_mode:
                     layer.stats = stats[layer.name]
         with contextlib.ExitStack() as stack:
             if grouped:
-                stack.enter_context(_batchnorm_frozen(hooks.layers))
+                stack.enter_context(_batchnorm_frozen(passes.layers))
             for start in range(0, chunks, step):
                 sl = slice(start * m, min(chunks, start + step) * m)
                 z, loss, sq = _group(
-                    hooks, model, x[sl], y[sl], x.shape[0], m, rho, descent, ascent, adaptive, eta, total
+                    passes, model, x[sl], y[sl], x.shape[0], m, rho, descent, ascent, adaptive, eta, total
                 )
                 logits.append(z)
                 losses.append(loss)
                 norms.append(sq)
-    params = [p for layer in hooks.layers for _, p in layer.params]
+    params = [p for layer in passes.layers for _, p in layer.params]
     grad = [total[id(p)] / x.shape[0] for p in params if id(p) in total]
     norm = torch.stack([g.square().sum() for g in grad]).sum().sqrt() if grad else torch.zeros(())
     batch_grad = None
-    if ascent is None and not any(layer.batch_mode for layer in hooks.layers):
+    if ascent is None and not any(layer.batch_mode for layer in passes.layers):
         mean = {id(p): (total[id(p)] / x.shape[0]).to(p.dtype) for p in params if id(p) in total}
         batch_grad = [mean.get(id(p)) for p in model.parameters() if p.requires_grad]
     return ExactResult(torch.cat(logits), torch.cat(losses), float(norm), torch.cat(norms).sqrt(), batch_grad)
 
 
 def _group(
-    hooks: _Hooks,
+    passes: _Forwards,
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -609,12 +609,12 @@ def _group(
     """Both passes for one group of chunks; accumulates into ``p.grad`` and ``total``."""
     chunks = x.shape[0] // m
     rng = RngReplay(x.device)
-    with hooks.running("first"), autocast(x.device), torch.set_grad_enabled(True):
+    with passes.running("first"), autocast(x.device), torch.set_grad_enabled(True):
         out = model(x)
     z = upcast(out)
     loss = per_example_loss(z, y)
     objective = (loss if ascent is None else ascent(z, y)).sum()
-    live = [layer for layer in hooks.layers if layer.params and layer.output is not None and layer.output.requires_grad]
+    live = [layer for layer in passes.layers if layer.params and layer.output is not None and layer.output.requires_grad]
     outputs = [layer.output for layer in live]
     ghost = [layer.module.weight for layer in live if layer.uses_ghost(chunks, adaptive)]
     grads = torch.autograd.grad(objective, outputs + ghost, retain_graph=descent == "lsam", allow_unused=True)
@@ -632,13 +632,13 @@ def _group(
         layer.scale(factor)
     rng.replay()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_batchnorm_frozen(hooks.layers))
-        stack.enter_context(hooks.running("second"))
+        stack.enter_context(_batchnorm_frozen(passes.layers))
+        stack.enter_context(passes.running("second"))
         if descent == "lsam":
             stack.enter_context(torch.no_grad())
         with autocast(x.device):
             out_at = upcast(model(x))
-    for layer in hooks.layers:
+    for layer in passes.layers:
         layer.eps, layer.ghost = {}, None
     if descent == "loss":
         per_example_loss(out_at, y).sum().div(batch).backward()
