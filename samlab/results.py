@@ -36,6 +36,7 @@ __all__ = [
     "committed_table",
     "describe",
     "histories",
+    "histories_by_seed",
     "load",
     "load_bench",
     "locked",
@@ -164,8 +165,21 @@ def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, Hist
     out: dict[str, History] = {}
     for r in result["runs"]:
         if (seed is None and r["method"] not in out) or r["seed"] == seed:
-            records = [{k: (float("nan") if v is None else v) for k, v in rec.items()} for rec in r["history"]]
-            out[r["method"]] = History(records=records)
+            out[r["method"]] = _history(r)
+    return out
+
+
+def _history(run: dict[str, Any]) -> History:
+    """A run's saved history as a History (JSON nulls back to NaN)."""
+    return History(records=[{k: (float("nan") if v is None else v) for k, v in rec.items()} for rec in run["history"]])
+
+
+def histories_by_seed(result: dict[str, Any]) -> dict[str, list[History]]:
+    """Method label -> the History of every seed it ran, in seed order (for
+    :func:`samlab.plots.training.plot_over_seeds`)."""
+    out: dict[str, list[History]] = {}
+    for r in sorted(result["runs"], key=lambda run: run["seed"]):
+        out.setdefault(r["method"], []).append(_history(r))
     return out
 
 

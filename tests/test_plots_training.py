@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 
 import pytest  # noqa: E402
 
-from samlab.plots.training import plot_comparison, plot_cost_accuracy, plot_memorisation, plot_phase_seeds  # noqa: E402
+from samlab.plots.training import plot_comparison, plot_cost_accuracy, plot_memorisation, plot_over_seeds, plot_phase_seeds  # noqa: E402
 from samlab.train import History  # noqa: E402
 
 
@@ -74,3 +74,24 @@ def test_phase_seeds_marks_each_runs_validation_epoch():
     assert len(fig.axes) == 3
     dots = [tuple(line.get_xydata()[0]) for line in fig.axes[1].lines if len(line.get_xdata()) == 1]
     assert [d[0] for d in dots] == [a.val_epoch, b.val_epoch] == [2, 3]  # (0.5 + 0.4 + 0.2)/3 > (0.1 + 0.5 + 0.4)/3
+
+
+def test_over_seeds_draws_the_mean_and_shades_the_range_of_the_runs():
+    from samlab import results
+
+    rec = lambda e, t: {"epoch": e, "test_acc": t}  # noqa: E731
+    runs = [{"method": "SAM", "seed": s, "history": [rec(e, t) for e, t in enumerate(ts)]}
+            for s, ts in [(1, [0.2, 0.4, 0.3]), (0, [0.1, 0.5, None])]]   # seed 0 listed second, with a missing value
+    runs.append({"method": "SGD", "seed": 0, "history": [rec(0, 0.3), rec(1, 0.1)]})   # a shorter run
+    by_seed = results.histories_by_seed({"runs": runs})
+    assert [h.column("test_acc")[0] for h in by_seed["SAM"]] == [0.1, 0.2]   # in seed order
+    ax = plot_over_seeds(by_seed, keys=("test_acc",)).axes[0]
+    sam, sgd = ax.lines
+    np.testing.assert_allclose(sam.get_xydata()[:2], [[0, 0.15], [1, 0.45]])
+    assert np.isnan(sam.get_ydata()[2])                    # a missing value is not averaged away
+    np.testing.assert_allclose(sgd.get_xydata(), [[0, 0.3], [1, 0.1]])
+    assert sam.get_label() == "SAM (n = 2)" and sgd.get_label() == "SGD (n = 1)"
+    band = ax.collections[0].get_paths()[0].vertices        # SAM's shading: from the lowest run to the highest
+    at_1 = sorted(y for x, y in band if x == 1)
+    assert at_1[0] == pytest.approx(0.4) and at_1[-1] == pytest.approx(0.5)
+    assert not any(x == 2 for x, _ in band)                 # nor shaded where one run has no value

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -15,7 +16,7 @@ from samlab.train import LAST, History, smoothed
 
 __all__ = [
     "METRIC_LABELS", "plot_comparison", "plot_cost_accuracy", "plot_fit", "plot_memorisation", "plot_metric",
-    "plot_phase_seeds", "plot_smoothed",
+    "plot_over_seeds", "plot_phase_seeds", "plot_smoothed",
 ]
 
 METRIC_LABELS = {
@@ -155,6 +156,26 @@ def plot_comparison(histories: Mapping[str, History], keys=("test_acc", "clean_f
         for name, h in histories.items():
             plot_metric(h, key, ax, label=name, mark_val=True)
         ax.set_title(METRIC_LABELS.get(key, key), fontsize=10)
+
+    return metric_panels(keys, draw, title=title)
+
+
+def plot_over_seeds(
+    runs: Mapping[str, Sequence[History]], keys=("test_acc", "clean_fit", "noisy_fit"), title: str | None = None
+) -> Figure:
+    """One panel per metric, one line per method: the mean over its runs (seeds) at each epoch,
+    shaded from the lowest to the highest run, so that one seed's swing is not read as a
+    method's. Epochs that some run lacks are left out; nothing is smoothed."""
+
+    def draw(ax: Axes, key: str) -> None:
+        for name, hs in runs.items():
+            columns = [dict(zip(h.column("epoch"), h.column(key))) for h in hs]
+            epochs = sorted(set.intersection(*(set(c) for c in columns))) if columns else []
+            values = np.array([[c[e] for c in columns] for e in epochs], dtype=float).reshape(len(epochs), -1)
+            (line,) = ax.plot(epochs, values.mean(1), label=f"{name} (n = {len(hs)})")   # NaN where a run has none
+            ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_title(METRIC_LABELS.get(key, key) + ": mean over seeds, shaded min–max", fontsize=9)
 
     return metric_panels(keys, draw, title=title)
 
