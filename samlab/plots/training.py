@@ -175,9 +175,10 @@ def plot_over_seeds(
             (line,) = ax.plot(epochs, values.mean(1), label=f"{name} (n = {len(hs)})")   # NaN where a run has none
             ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.15, lw=0)
         ax.set_xlabel("epoch")
-        ax.set_title(METRIC_LABELS.get(key, key) + ": mean over seeds, shaded min–max", fontsize=9)
+        ax.set_title(METRIC_LABELS.get(key, key), fontsize=9)
 
-    return metric_panels(keys, draw, title=title)
+    note = "lines: mean over seeds; shading: lowest to highest seed"
+    return metric_panels(keys, draw, title=f"{title}\n{note}" if title else note)
 
 
 _COST_KEYS = {"at_val": ("o", "test accuracy at the validation-chosen epoch"),
