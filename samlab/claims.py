@@ -412,15 +412,20 @@ def _per_seed(result: dict[str, Any], key: str) -> dict[str, dict[int, float]]:
     return out
 
 
-def _paired_values(values: dict[str, dict[int, float]], result: dict[str, Any], label: str, baseline: str) -> tuple[list[float], list[float]]:
+def _by_seed(values: dict[str, dict[int, float]], result: dict[str, Any], label: str, baseline: str) -> dict[int, tuple[float, float]]:
+    """Seed -> (``label``'s value, ``baseline``'s value), over the seeds both ran."""
     for k in (label, baseline):
         if k not in values:
             _runs(result, k)  # raises, naming the missing label
     a, b = values[label], values[baseline]
-    seeds = sorted(a.keys() & b.keys())
-    if not seeds:
+    return {s: (a[s], b[s]) for s in sorted(a.keys() & b.keys())}
+
+
+def _paired_values(values: dict[str, dict[int, float]], result: dict[str, Any], label: str, baseline: str) -> tuple[list[float], list[float]]:
+    pairs = _by_seed(values, result, label, baseline)
+    if not pairs:
         raise ValueError(f"result of {result.get('experiment')!r}: {label!r} and {baseline!r} share no seed")
-    return [a[s] for s in seeds], [b[s] for s in seeds]
+    return [a for a, _ in pairs.values()], [b for _, b in pairs.values()]
 
 
 #: how a difference of each quantity is printed: (scale, unit); accuracies and fractions of the
@@ -516,14 +521,10 @@ def _contrast_values(
     result: dict[str, Any], control: dict[str, Any], method: str, baseline: str, quantity: str
 ) -> tuple[list[float], list[float]]:
     """Per seed (those both results have): the gap ``method − baseline`` in ``result`` and in ``control``."""
-    gaps = []
-    for res in (result, control):
-        values = _per_seed(res, quantity)
-        for k in (method, baseline):
-            if k not in values:
-                _runs(res, k)  # raises, naming the missing label
-        a, b = values[method], values[baseline]
-        gaps.append({s: a[s] - b[s] for s in a.keys() & b.keys()})
+    gaps = [
+        {s: a - b for s, (a, b) in _by_seed(_per_seed(res, quantity), res, method, baseline).items()}
+        for res in (result, control)
+    ]
     seeds = sorted(gaps[0].keys() & gaps[1].keys())
     if not seeds:
         raise ValueError(
@@ -569,14 +570,12 @@ def holm_bar(m: int, dfs: set[int], alpha: float = stats.ALPHA) -> str:
     largest below α; with one number of degrees of freedom ``dfs``, the same in |t|. (The
     95% intervals of :func:`table` are not adjusted: a claim whose interval excludes 0 can
     still fail Holm's bar.)"""
-    from scipy import stats as st
-
     if m < 1:
         return "(an empty family)"
     text = f"(Holm's bar: the smallest p must be below {alpha}/{m} = {alpha / m:.2g}, the largest below {alpha}"
     if len(dfs) == 1:
         (df,) = dfs
-        first, last = (float(st.t.ppf(1 - a / 2, df)) for a in (alpha / m, alpha))
+        first, last = (stats.critical_t(a, df) for a in (alpha / m, alpha))
         text += f"; at {df} degrees of freedom |t| ≥ {first:.2f} for the first step, ≥ {last:.2f} for the last"
     return text + "; the 95% intervals above are not adjusted)"
 

@@ -35,7 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ALPHA", "DIRECTIONS", "Claim", "Paired", "claims", "holm", "mean_interval", "paired"]
+__all__ = ["ALPHA", "DIRECTIONS", "Claim", "Paired", "claims", "critical_t", "holm", "mean_interval", "paired"]
 
 ALPHA = 0.05
 DIRECTIONS = ("greater", "less")
@@ -86,8 +86,15 @@ def paired(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> 
         return Paired(n, mean, sd, se, t, df, p, (mean, mean), confidence)
     t = mean / se
     p = float(2 * st.t.sf(abs(t), df))
-    half = float(st.t.ppf(0.5 + confidence / 2, df)) * se
+    half = critical_t(1 - confidence, df) * se
     return Paired(n, mean, sd, se, t, df, p, (mean - half, mean + half), confidence)
+
+
+def critical_t(level: float, df: int) -> float:
+    """The two-sided critical |t| at ``level`` with ``df`` degrees of freedom: t_{1 − level/2, df}."""
+    from scipy import stats as st
+
+    return float(st.t.ppf(1 - level / 2, df))
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
