@@ -64,6 +64,12 @@ runs after every epoch (training, validation and test sets; here synthetic CIFAR
 images of cifar10-mini's size), at each evaluation batch size, and checks that the sizes
 give the same figures: what :data:`samlab.train.EVAL_BATCH` is chosen by.
 
+``--flops`` counts instead the FLOPs of one step of every method (:func:`count_flops`:
+torch's ``FlopCounterMode``, matrix products and convolutions only, on the CPU; the exact
+engine's convolutions counted in their unfold form), and their ratio to SGD's: the
+arithmetic floor under each time ratio, and, for ``resnet18-gn``, the FLOP side of the GPU
+case below measured rather than modelled.
+
 ``--out FILE`` (any mode) also writes the records, with the command, hardware, torch
 version, commit and date, to a JSON file; ``--readme README.md`` rewrites the README's
 benchmark tables from the committed ``data/results/cpu/bench.json`` and
@@ -73,6 +79,7 @@ benchmark tables from the committed ``data/results/cpu/bench.json`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import ctypes
 import json
@@ -89,11 +96,13 @@ from torch import nn
 
 from samlab import data as data_mod
 from samlab import fast, hardware, methods, provenance, results
+from samlab.methods import exact
 from samlab.models import build
 from samlab.train import FitConfig, epoch_batches, evaluate
 
 __all__ = [
     "MODELS",
+    "README_FLOPS_MARKERS",
     "README_GPU_MARKERS",
     "README_MARKERS",
     "TARGETS",
@@ -104,7 +113,9 @@ __all__ = [
     "build_methods",
     "committed_gpu_tables",
     "committed_table",
+    "count_flops",
     "eval_seconds",
+    "flops_markdown_table",
     "load_record",
     "relabel",
     "main",
@@ -121,6 +132,8 @@ __all__ = [
 README_MARKERS = ("<!-- bench-table:start -->", "<!-- bench-table:end -->")
 #: the README's GPU tables (``data/results/gpu/bench.json`` and ``throughput.json``)
 README_GPU_MARKERS = ("<!-- bench-gpu-table:start -->", "<!-- bench-gpu-table:end -->")
+#: the README's FLOP table (``data/results/cpu/flops.json``, written by ``--flops --out``)
+README_FLOPS_MARKERS = ("<!-- bench-flops-table:start -->", "<!-- bench-flops-table:end -->")
 
 #: label -> (registered method name, hyperparameters). Registered methods not named here
 #: are benchmarked with their defaults under their own name.
@@ -330,6 +343,91 @@ class _Runner:
             self.times.append(time.perf_counter() - t0)
 
 
+@contextlib.contextmanager
+def _countable_convolutions():
+    """The exact engine's materialised convolutions as unfold + batched matmul, on every device, while
+    FLOPs are counted: torch's counter leaves a convolution's ``groups`` out of its backward, and so
+    counts the backward of the grouped form (B groups) B times too high; unfold + batched matmul is the
+    same arithmetic, counted right."""
+    saved = dict(exact.CONV_BACKEND)
+    exact.CONV_BACKEND.clear()
+    try:
+        yield
+    finally:
+        exact.CONV_BACKEND.clear()
+        exact.CONV_BACKEND.update(saved)
+
+
+def count_flops(model_key: str, methods_by_label: dict[str, Any], *, batch: int = 128, seed: int = 0) -> dict[str, Any]:
+    """FLOPs of one training step of every method on model ``model_key``, on the CPU, the same model
+    and batch as :func:`bench_model`; returns the JSON record.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on each method's second step (the first
+    sets up state such as F-SAM's average): the matrix products and convolutions, forward and
+    backward, that torch's counter knows; elementwise work (norms, activations, pooling, the
+    optimiser) is not counted. A method's ratio to SGD is therefore the ratio of the arithmetic a
+    fast kernel must do, the floor its time ratio approaches when that arithmetic dominates. The
+    vmap engine (``[vmap]`` labels) is skipped: its per-example convolutions are grouped, whose
+    backward the counter does not count right (see :func:`_countable_convolutions`).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    name, options = MODELS[model_key]
+    shape = INPUT_SHAPES.get(model_key, INPUT_SHAPE)
+    model = build(name, shape, NUM_CLASSES, seed=seed, **options)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *shape, generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+    flops: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    with _countable_convolutions():
+        for label, method in methods_by_label.items():
+            if label.endswith("[vmap]"):
+                skipped[label] = "grouped per-example convolutions: torch's counter miscounts their backward"
+                continue
+            runner = _Runner(method, model, seed)
+            try:
+                runner.step(x, y, timed=False)
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    runner.step(x, y, timed=False)
+            except Exception as exc:  # a method that cannot run on this model is reported, not fatal
+                skipped[label] = f"failed: {type(exc).__name__}: {exc}"
+                continue
+            flops[label] = int(counter.get_total_flops())
+    base = flops.get("sgd")
+    return {
+        "device": _where(torch.device("cpu")),
+        "model": model_key,
+        "batch": batch,
+        "flops_per_step": flops,
+        "flop_ratio_to_sgd": {k: round(v / base, 3) for k, v in flops.items()} if base else {},
+        "skipped": skipped,
+    }
+
+
+def flops_markdown_table(saved: dict[str, Any], timed: dict[str, Any] | None = None) -> str:
+    """The README's FLOP table from a ``--flops --out`` file: per method and model, GFLOPs per step and
+    the ratio to SGD; where ``timed`` (a ``bench.json``) timed the same model, its time ratio beside it."""
+    records = saved["records"]
+    times = {r["model"]: relabel(r)["ratio_to_sgd"] for r in (timed or {}).get("records", [])}
+    labels = list(dict.fromkeys(label for r in records for label in r["flops_per_step"]))
+    lines = ["| method | " + " | ".join(f"{r['model']}: GFLOPs (× SGD; time × SGD)" for r in records) + " |",
+             "|---" * (len(records) + 1) + "|"]
+    for label in labels:
+        cells = []
+        for r in records:
+            g = r["flops_per_step"].get(label)
+            t = times.get(r["model"], {}).get(label)
+            cells.append("—" if g is None else f"{g / 1e9:.3g} ({r['flop_ratio_to_sgd'][label]:.2f}×"
+                         + (f"; {t:.2f}×)" if t is not None else ")"))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"`{saved['command']}` ({saved['hardware']}), batch {records[0]['batch']}, {saved['date']}, "
+                 f"commit {saved['git_commit']}; time ratios from the committed `data/results/cpu/bench.json`.")
+    return "\n".join(lines)
+
+
 def bench_model(
     model_key: str,
     methods_by_label: dict[str, Any],
@@ -484,6 +582,13 @@ def committed_gpu_tables() -> str:
     parts = ["_No GPU benchmark file yet._" if bench is None else markdown_table(bench),
              "_No GPU throughput file yet._" if speed is None else throughput_markdown_table(speed)]
     return "\n\n".join(parts)
+
+
+def committed_flops_table() -> str:
+    """:func:`flops_markdown_table` of the committed ``data/results/cpu/flops.json`` (time ratios from
+    ``bench.json``), or a note that there is none."""
+    saved = results.committed("cpu", "flops")
+    return "_No FLOP count yet._" if saved is None else flops_markdown_table(saved, results.committed("cpu", "bench"))
 
 
 def training_hours(
@@ -671,6 +776,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="with --throughput: also time torch.compile")
     parser.add_argument("--eval", default=None, metavar="SIZES",
                         help="comma-separated evaluation batch sizes: time train.evaluate at each instead")
+    parser.add_argument("--flops", action="store_true",
+                        help="count the FLOPs of one step per method (torch's FlopCounterMode, CPU) instead of timing")
     parser.add_argument("--out", default=None, help="also write the JSON records (a list) to this file")
     parser.add_argument("--readme", default=None,
                         help="only rewrite the benchmark tables of this README from data/results/{cpu,gpu}/")
@@ -678,6 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.readme:
         results.update_readme(Path(args.readme), committed_table(), README_MARKERS)
         results.update_readme(Path(args.readme), committed_gpu_tables(), README_GPU_MARKERS)
+        results.update_readme(Path(args.readme), committed_flops_table(), README_FLOPS_MARKERS)
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
@@ -713,6 +821,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if labels is not None and "sgd" not in labels:
         labels = ["sgd", *labels]  # the ratios need SGD
     built, skipped = build_methods(labels, args.batch)
+    if args.flops:
+        counted = []
+        for key in models:
+            rec = count_flops(key, built, batch=args.batch, seed=args.seed)
+            rec["skipped"] = {**skipped, **rec["skipped"]}
+            print(f"== {key}, batch {args.batch}: GFLOPs per step (x SGD) ==")
+            for label, f in rec["flops_per_step"].items():
+                print(f"{label:<18} {f / 1e9:>10.3f} {rec['flop_ratio_to_sgd'].get(label, float('nan')):>7.2f}")
+            for label, why in rec["skipped"].items():
+                print(f"{label:<18} skipped: {why}")
+            print(flush=True)
+            counted.append(rec)
+        if args.out:
+            _write_out(args.out, argv, "cpu", counted)
+        for rec in counted:
+            print(json.dumps(rec), flush=True)
+        return 0
     records = []
     for key in models:
         rec = bench_model(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from samlab import bench, fast, methods, models
+from samlab.methods import exact
 
 
 def _cost_run(method: str, at_val: float, last5: float, spe: float) -> dict:
@@ -166,3 +167,32 @@ def test_relabel_names_the_engine_a_pre_engine_record_timed():
     assert bench.bench_costs({"config": {"methods": {"1-SAM": {"method": "sam", "m": 1}}}}, new) == {}
     both = {**old, "ms_per_step": {**old["ms_per_step"], "1-sam[vmap]": 30.0}}
     assert bench.relabel(both) is both
+
+
+def test_count_flops_against_a_hand_count_on_an_mlp(capsys):
+    """SGD's FLOPs counted by torch equal the hand count of the MLP's matrix products; SAM does exactly
+    twice that; the exact engine's 1-SAM adds only the ghost form's O(B (I + O)) terms per layer (it
+    never forms a per-example gradient, B·I·O each); the vmap engine is skipped, and the engine's
+    convolution backend is back as it was."""
+    b, layers = 8, [(3 * 32 * 32, 64), (64, 64), (64, 10)]  # bench's "mlp": two hidden layers of 64
+    forward = sum(2 * b * i * o for i, o in layers)
+    sgd = 3 * forward - 2 * b * 3 * 32 * 32 * 64  # forward, weight and input gradients; no input gradient for the images
+    before = dict(exact.CONV_BACKEND)
+    built, _ = bench.build_methods(["sgd", "sam", "1-sam", "1-sam[vmap]"], b)
+    rec = bench.count_flops("mlp", built, batch=b)
+    assert rec["flops_per_step"]["sgd"] == sgd
+    assert rec["flops_per_step"]["sam"] == 2 * sgd and rec["flop_ratio_to_sgd"]["sam"] == 2.0
+    ghost = sum(10 * b * (i + o) for i, o in layers)  # a generous bound on the ghost form's products
+    assert 2 * sgd < rec["flops_per_step"]["1-sam"] < 2 * sgd + ghost
+    assert 2 * b * 3 * 32 * 32 * 64 > ghost  # so materialising the first layer's per-example gradients would fail the bound
+    assert "1-sam[vmap]" in rec["skipped"] and "1-sam[vmap]" not in rec["flops_per_step"]
+    assert exact.CONV_BACKEND == before
+    # the CLI prints the same record last, and the README table shows it with the time ratio beside
+    assert bench.main(["--flops", "--models", "mlp", "--batch", str(b), "--methods", "sam"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["flops_per_step"] == {"sgd": sgd, "sam": 2 * sgd}
+    saved = {"command": "c", "hardware": "h", "date": "d", "git_commit": "g", "records": [printed]}
+    timed = {"records": [{"model": "mlp", "ms_per_step": {"sgd": 1.0, "sam": 2.5}, "ratio_to_sgd": {"sgd": 1.0, "sam": 2.5},
+                          "peak_mb": {}}]}
+    table = bench.flops_markdown_table(saved, timed)
+    assert f"| sam | {2 * sgd / 1e9:.3g} (2.00×; 2.50×) |" in table
