@@ -366,9 +366,10 @@ def count_flops(model_key: str, methods_by_label: dict[str, Any], *, batch: int 
     sets up state such as F-SAM's average): the matrix products and convolutions, forward and
     backward, that torch's counter knows; elementwise work (norms, activations, pooling, the
     optimiser) is not counted. A method's ratio to SGD is therefore the ratio of the arithmetic a
-    fast kernel must do, the floor its time ratio approaches when that arithmetic dominates. The
-    vmap engine (``[vmap]`` labels) is skipped: its per-example convolutions are grouped, whose
-    backward the counter does not count right (see :func:`_countable_convolutions`).
+    fast kernel must do, the floor its time ratio approaches when that arithmetic dominates. On a
+    model with convolutions the vmap engine (``[vmap]`` labels) is skipped: its per-example
+    convolutions are grouped, whose backward the counter does not count right (see
+    :func:`_countable_convolutions`).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -378,12 +379,13 @@ def count_flops(model_key: str, methods_by_label: dict[str, Any], *, batch: int 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, *shape, generator=gen)
     y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
     flops: dict[str, int] = {}
     skipped: dict[str, str] = {}
     with _countable_convolutions():
         for label, method in methods_by_label.items():
-            if label.endswith("[vmap]"):
-                skipped[label] = "grouped per-example convolutions: torch's counter miscounts their backward"
+            if label.endswith("[vmap]") and convolutional:
+                skipped[label] = "vmap's per-example convolutions are grouped: torch's counter miscounts their backward"
                 continue
             runner = _Runner(method, model, seed)
             try:

@@ -172,8 +172,8 @@ def test_relabel_names_the_engine_a_pre_engine_record_timed():
 def test_count_flops_against_a_hand_count_on_an_mlp(capsys):
     """SGD's FLOPs counted by torch equal the hand count of the MLP's matrix products; SAM does exactly
     twice that; the exact engine's 1-SAM adds only the ghost form's O(B (I + O)) terms per layer (it
-    never forms a per-example gradient, B·I·O each); the vmap engine is skipped, and the engine's
-    convolution backend is back as it was."""
+    never forms a per-example gradient, B·I·O each); the engine's convolution backend is back as it
+    was; on a model with convolutions the vmap engine is skipped."""
     b, layers = 8, [(3 * 32 * 32, 64), (64, 64), (64, 10)]  # bench's "mlp": two hidden layers of 64
     forward = sum(2 * b * i * o for i, o in layers)
     sgd = 3 * forward - 2 * b * 3 * 32 * 32 * 64  # forward, weight and input gradients; no input gradient for the images
@@ -185,8 +185,11 @@ def test_count_flops_against_a_hand_count_on_an_mlp(capsys):
     ghost = sum(10 * b * (i + o) for i, o in layers)  # a generous bound on the ghost form's products
     assert 2 * sgd < rec["flops_per_step"]["1-sam"] < 2 * sgd + ghost
     assert 2 * b * 3 * 32 * 32 * 64 > ghost  # so materialising the first layer's per-example gradients would fail the bound
-    assert "1-sam[vmap]" in rec["skipped"] and "1-sam[vmap]" not in rec["flops_per_step"]
+    # no convolution, so vmap is counted: per-example weights make the same products as SAM's, B small ones each
+    assert rec["flops_per_step"]["1-sam[vmap]"] == 2 * sgd
     assert exact.CONV_BACKEND == before
+    cnn = bench.count_flops("small-cnn-gn", {k: built[k] for k in ("sgd", "1-sam[vmap]")}, batch=2)
+    assert "1-sam[vmap]" in cnn["skipped"] and set(cnn["flops_per_step"]) == {"sgd"}
     # the CLI prints the same record last, and the README table shows it with the time ratio beside
     assert bench.main(["--flops", "--models", "mlp", "--batch", str(b), "--methods", "sam"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
