@@ -421,7 +421,8 @@ def flops_markdown_table(saved: dict[str, Any], timed: dict[str, Any] | None = N
         for r in records:
             g = r["flops_per_step"].get(label)
             t = times.get(r["model"], {}).get(label)
-            cells.append("—" if g is None else f"{g / 1e9:.3g} ({r['flop_ratio_to_sgd'][label]:.2f}×"
+            gf = None if g is None else g / 1e9
+            cells.append("—" if gf is None else (f"{gf:.3g}" if gf < 1000 else f"{gf:.0f}") + f" ({r['flop_ratio_to_sgd'][label]:.2f}×"
                          + (f"; {t:.2f}×)" if t is not None else ")"))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
