@@ -115,10 +115,13 @@ def committed(profile: str, name: str, root: Path | None = None) -> dict[str, An
     return _read(path(name, profile, root))
 
 
-def load_bench(profile: str | None = None, model: str = "small-cnn-gn", root: Path | None = None) -> dict[str, Any] | None:
-    """The benchmark record of ``model`` in ``<profile>/bench.json`` (written by ``python -m samlab.bench
-    --out``), with the file's provenance merged in; ``None`` if the file or the model is absent."""
-    saved = load("bench", profile, root)
+def load_bench(
+    profile: str | None = None, model: str = "small-cnn-gn", root: Path | None = None, file: str = "bench"
+) -> dict[str, Any] | None:
+    """The benchmark record of ``model`` in ``<profile>/<file>.json`` (written by ``python -m samlab.bench
+    --out``: ``bench`` the times, ``flops`` the counted FLOPs of ``--flops``), with the file's provenance
+    merged in; ``None`` if the file or the model is absent."""
+    saved = load(file, profile, root)
     if saved is None:
         return None
     for rec in saved["records"]:
