@@ -289,6 +289,11 @@ def test_load_bench_reads_one_model_with_provenance(tmp_path):
     assert rec["ratio_to_sgd"]["sam"] == 2.0 and rec["hardware"] == "CPU" and rec["command"] == "python -m samlab.bench"
     assert results.load_bench("cpu", model="zzz", root=tmp_path) is None
     assert results.load_bench("gpu", root=tmp_path) is None
+    (tmp_path / "cpu" / "flops.json").write_text(json.dumps({"command": "python -m samlab.bench --flops", "records": [
+        {"model": "resnet18-gn", "flop_ratio_to_sgd": {"sgd": 1.0, "1-sam": 2.4}}]}))
+    flops = results.load_bench("cpu", model="resnet18-gn", root=tmp_path, file="flops")
+    assert flops["flop_ratio_to_sgd"]["1-sam"] == 2.4 and flops["command"].endswith("--flops")
+    assert results.load_bench("cpu", model="resnet18-gn", root=tmp_path) is None  # the times file has no such model
 
 
 def _tuning_run(method, seed, val, test):
