@@ -40,7 +40,8 @@ def check_noisy_fit_at_val(answer: object, history: History) -> bool:
         return False
     record = history.at_epoch(history.val_epoch)
     if math.isclose(value, record["noisy_fit"], abs_tol=1e-6):
-        print(f"✓ Right: at epoch {history.val_epoch} the network fits {value:.1%} of the noisy examples to their wrong label.")
+        print(f"✓ Right: at epoch {history.val_epoch} the network fits {value:.1%} of the noisy examples to their wrong label "
+              "(a guess matches a wrong label about one time in ten with ten classes: compare with that chance level).")
         return True
     oracle = history.at_epoch(history.best_epoch)["noisy_fit"]
     final = history.records[-1]["noisy_fit"]
