@@ -70,7 +70,7 @@ bench: setup ## ms per step of every method
 	$(BIN)/python -m samlab.bench
 
 # The README's benchmark table, generated from data/results/cpu/bench.json
-# (written by: python -m samlab.bench --models small-cnn-gn,small-cnn-bn --repeats 15 --warmup 2 --out data/results/cpu/bench.json).
+# (written by: python -m samlab.bench --models small-cnn-gn,small-cnn-bn,mlp-mnist --repeats 15 --warmup 2 --out data/results/cpu/bench.json).
 bench-table: setup ## regenerate the README's benchmark table
 	$(BIN)/python -m samlab.bench --readme README.md
 
