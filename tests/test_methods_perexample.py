@@ -366,3 +366,28 @@ def test_jsam_gradient_by_finite_differences() -> None:
             h = 1e-5
             fd = (objective(w0 + h * uw, v0 + h * uv) - objective(w0 - h * uw, v0 - h * uv)) / (2 * h)
             assert math.isclose(float(got @ u), float(fd), rel_tol=1e-7, abs_tol=1e-9)
+
+
+def test_input_statistics_against_torch_and_batchnorm():
+    """The batch statistics the per-example definition holds fixed: per channel, the mean and the
+    biased variance, as torch computes them and as BatchNorm normalises with them (float64), and
+    accurate in float32 where the mean is far larger than the spread (a naive E[x²] − E[x]² would
+    lose every digit of the variance there)."""
+    from samlab.methods.perexample import input_statistics
+
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((16, 3, 5, 5), (9, 4), (2, 6, 3)):
+        x = torch.randn(*shape, generator=gen, dtype=torch.float64) * 3 + 2
+        dims = [0, *range(2, x.ndim)]
+        mean, var = input_statistics(x)
+        assert torch.allclose(mean, x.mean(dims), rtol=1e-13, atol=0)
+        assert torch.allclose(var, x.var(dims, unbiased=False), rtol=1e-12, atol=0)
+        bn = torch.nn.functional.batch_norm(x, None, None, training=True, eps=1e-5)
+        shape1 = (1, -1, *([1] * (x.ndim - 2)))
+        assert torch.allclose((x - mean.reshape(shape1)) / torch.sqrt(var.reshape(shape1) + 1e-5), bn, rtol=0, atol=1e-12)
+    x = torch.randn(64, 8, 6, 6, generator=gen) + 1e4  # float32, mean 10^4, variance 1
+    ref = x.double().var([0, 2, 3], unbiased=False)
+    _, var = input_statistics(x)
+    assert (var.double() - ref).abs().max() < 1e-4
+    naive = (x * x).mean([0, 2, 3]) - x.mean([0, 2, 3]) ** 2
+    assert (naive.double() - ref).abs().max() > 1e-2  # the case is hard: the naive formula fails it

@@ -160,10 +160,19 @@ def perturbation(
 
 def input_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A BatchNorm input's batch mean and *biased* variance per channel (dimension 1), in at
-    least fp32: the statistics samlab's per-example definition holds fixed."""
+    least fp32: the statistics samlab's per-example definition holds fixed.
+
+    Computed by sums (the corrected two-pass algorithm: mean, then the centred values' sum
+    and sum of squares), which on the CPU run several times faster than ``Tensor.var`` over
+    dimensions (0, 2, 3) and are as accurate: the centred sum removes the first pass's
+    rounding of the mean from the variance."""
     x = upcast(x.detach())
     dims = [0, *range(2, x.ndim)]
-    return x.mean(dims), x.var(dims, unbiased=False)
+    n = x.numel() // x.shape[1]
+    mean = x.sum(dims) / n
+    centred = x - mean.reshape(1, -1, *([1] * (x.ndim - 2)))
+    shift = centred.sum(dims) / n
+    return mean + shift, (centred * centred).sum(dims) / n - shift * shift
 
 
 def _capture(store: dict[str, tuple[torch.Tensor, torch.Tensor]], name: str):
