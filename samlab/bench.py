@@ -343,6 +343,16 @@ class _Runner:
             self.times.append(time.perf_counter() - t0)
 
 
+def _model_and_batch(model_key: str, batch: int, seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Model ``model_key`` (a key of :data:`MODELS`) built with ``seed``, and one random batch of its
+    input shape with random labels (on the CPU): what every method of a benchmark steps on."""
+    name, options = MODELS[model_key]
+    shape = INPUT_SHAPES.get(model_key, INPUT_SHAPE)
+    model = build(name, shape, NUM_CLASSES, seed=seed, **options)
+    gen = torch.Generator().manual_seed(seed)
+    return model, torch.randn(batch, *shape, generator=gen), torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+
+
 @contextlib.contextmanager
 def _countable_convolutions():
     """The exact engine's materialised convolutions as unfold + batched matmul, on every device, while
@@ -373,12 +383,7 @@ def count_flops(model_key: str, methods_by_label: dict[str, Any], *, batch: int 
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    name, options = MODELS[model_key]
-    shape = INPUT_SHAPES.get(model_key, INPUT_SHAPE)
-    model = build(name, shape, NUM_CLASSES, seed=seed, **options)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *shape, generator=gen)
-    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+    model, x, y = _model_and_batch(model_key, batch, seed)
     convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
     flops: dict[str, int] = {}
     skipped: dict[str, str] = {}
@@ -447,12 +452,7 @@ def bench_model(
     repeats`` rounds), so that a change in the machine's load hits all of them alike.
     """
     device = torch.device(device)
-    name, options = MODELS[model_key]
-    shape = INPUT_SHAPES.get(model_key, INPUT_SHAPE)
-    model = build(name, shape, NUM_CLASSES, seed=seed, **options).to(device)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *shape, generator=gen).to(device)
-    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen).to(device)
+    model, x, y = (t.to(device) for t in _model_and_batch(model_key, batch, seed))
     runners = {label: _Runner(method, model, seed) for label, method in methods_by_label.items()}
     failed: dict[str, str] = {}
     for r in range(warmup + repeats):
