@@ -47,10 +47,12 @@ __all__ = [
     "MEMORISATION_CHOICE",
     "MEMORISATION_SETTINGS",
     "PILOT_SEEDS",
+    "CHOICE_SEEDS",
     "SELECTION",
     "TUNING",
     "Experiment",
     "experiment",
+    "choice_seeds",
     "get",
     "shared_runs",
 ]
@@ -71,9 +73,27 @@ PAPER_RHO_PER_EXAMPLE = 0.01
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
-#: experiments that choose a setting or hyperparameters on validation accuracy: fewer seeds
-#: (enough to rank candidates, not to make claims); every other experiment compares on SEEDS
+#: experiments that choose a setting or hyperparameters on validation accuracy. They have five
+#: seeds like every other experiment (the pilot's own five, disjoint from SEEDS), but each made its
+#: committed choice on fewer (:data:`CHOICE_SEEDS`) before it was extended to five
 SELECTION: tuple[str, ...] = ("memorisation-pilot", "tuning-rho-30")
+
+#: the seeds each selection experiment's committed choice was made on, under ``cpu`` and ``gpu``:
+#: ``tuning-rho-30`` chose the radii on seeds 0-2 and ``memorisation-pilot`` notebook 00's setting on
+#: seeds 10-11. Both were extended to five seeds on 2026-11-29, before any run of the added seeds:
+#: the choices stay those made (every experiment since was trained with them), and notebooks 00
+#: and 03 show beside them what all five seeds choose (:func:`choice_seeds`).
+CHOICE_SEEDS: dict[str, tuple[int, ...]] = {"tuning-rho-30": (0, 1, 2), "memorisation-pilot": (10, 11)}
+
+
+def choice_seeds(name: str, profile: str | None = None) -> tuple[int, ...]:
+    """The seeds of selection experiment ``name`` (one of :data:`SELECTION`) on which its committed choice
+    is made at ``profile``: :data:`CHOICE_SEEDS` among the experiment's seeds, or all of them where none of
+    those is (``smoke``'s single seed)."""
+    if name not in CHOICE_SEEDS:
+        raise ValueError(f"name must be a selection experiment, one of {tuple(CHOICE_SEEDS)}, got {name!r}")
+    seeds = get(name, profile).seeds
+    return tuple(s for s in seeds if s in CHOICE_SEEDS[name]) or seeds
 
 
 def _seeds(profile: str) -> tuple[int, ...]:
@@ -165,14 +185,15 @@ def memorisation_pilot(profile: str) -> Experiment:
     Notebook 00 must *show* the two phases of training on noisy labels (early learning,
     then memorisation) in smoothed curves. The candidates (:data:`MEMORISATION_SETTINGS`:
     constant learning rate 0.05 or 0.02, cosine or step decay from 0.05; 30 epochs under
-    ``cpu``) are trained on ``memorisation``'s data, noise and model, two seeds each;
+    ``cpu``) are trained on ``memorisation``'s data, noise and model, five seeds each (the
+    choice was made on the first two, :data:`CHOICE_SEEDS`);
     :func:`samlab.results.memorisation_contrast` scores a run on its validation curve
     alone (drop of the smoothed validation accuracy from its peak to the last 5 epochs,
     in units of the curve's epoch-to-epoch scatter) and the setting with the best mean
     score (:data:`MEMORISATION_CHOICE`, checked against the committed result in notebook
     00) is the one ``memorisation`` trains under ``cpu`` and ``gpu``. The test set plays no
     part, and the pilot's seeds (:data:`PILOT_SEEDS`) are not those of ``memorisation``. Not
-    a comparison of methods: two seeds rank settings, they make no claim.
+    a comparison of methods: the pilot ranks settings, it makes no claim.
     """
     return dataclasses.replace(
         memorisation(profile),
@@ -186,7 +207,7 @@ def memorisation_pilot(profile: str) -> Experiment:
 
 #: the pilot's seeds: disjoint from :data:`SEEDS`, so that the runs notebook 00 makes its
 #: claims on did not take part in choosing their own setting
-PILOT_SEEDS: tuple[int, ...] = (10, 11)
+PILOT_SEEDS: tuple[int, ...] = (10, 11, 12, 13, 14)
 #: notebook 00's training before the pilot's choice (the pilot's base; each candidate overrides it)
 _MEMORISATION_FIT: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 60, "lr": 0.1, "batch_size": 128},
@@ -491,9 +512,9 @@ def tuning_rho_30(profile: str) -> Experiment:
     regulariser γ_w = γ_a ∈ {1e-3, 1e-2} (:data:`TUNING`). Each run reports its noisy
     validation accuracy at its validation-chosen epoch (``val_acc``);
     :func:`samlab.results.select_on_validation` picks, per family, the value with the
-    best mean over seeds; the test set plays no part in the choice. Three seeds (``cpu``,
-    ``gpu``): enough to rank a grid, not to make claims — claims about the chosen values
-    are made on the five seeds of the other experiments. One seed under ``smoke``.
+    best mean over seeds; the test set plays no part in the choice. Five seeds (``cpu``,
+    ``gpu``); the committed choice was made on the first three (:data:`CHOICE_SEEDS`), and
+    claims about the chosen values are made on the other experiments. One seed under ``smoke``.
     """
     base = _logit_jacobian(profile, 0.3)
     return dataclasses.replace(
@@ -501,7 +522,7 @@ def tuning_rho_30(profile: str) -> Experiment:
         name="tuning-rho-30",
         description="hyperparameters chosen on noisy validation accuracy, 30% symmetric-flip noise",
         methods=dict(TUNING),
-        seeds=profiles.pick(profile=profile, smoke=(0,), cpu=(0, 1, 2), gpu=(0, 1, 2)),
+        seeds=_seeds(profile),
     )
 
 

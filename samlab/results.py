@@ -272,6 +272,7 @@ def select_on_validation(
     result: dict[str, Any],
     family: Callable[[str], str] | None = None,
     score: Callable[[dict[str, Any]], float] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per method family, the label (hyperparameter value) with the best mean validation accuracy.
 
@@ -282,12 +283,16 @@ def select_on_validation(
     word (``"SAM ρ=0.05"`` -> ``"SAM"``, ``"reg W+A 1e-3"`` -> ``"reg"``: :data:`samlab.experiments.TUNING`).
     ``score(run)``: another figure of the validation curve to maximise instead of
     ``val_acc`` (e.g. :func:`memorisation_contrast`); it must not read test accuracy.
-    Returns ``family -> {"label", "val_acc", "seeds", "candidates": {label: mean val_acc}}``
+    ``seeds``: choose on the runs of these seeds only (:func:`samlab.experiments.choice_seeds`);
+    default every seed. Returns ``family -> {"label", "val_acc", "seeds", "candidates": {label: mean val_acc}}``
     (``val_acc``: the mean score when ``score`` is given).
     """
     family = family or (lambda label: label.split(" ")[0])
     values: dict[str, dict[str, dict[int, float]]] = {}
-    for r in result["runs"]:
+    runs = [r for r in result["runs"] if seeds is None or r["seed"] in seeds]
+    if not runs:
+        raise ValueError(f"seeds must include a seed of {result.get('experiment')!r}'s runs, got seeds={list(seeds or [])}")
+    for r in runs:
         if r.get("val_acc") is None:
             raise ValueError(
                 f"result of {result.get('experiment')!r} has no val_acc for run ({r['method']}, seed {r['seed']}): "

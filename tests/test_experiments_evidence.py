@@ -14,12 +14,23 @@ def test_every_comparison_has_five_seeds_and_per_seed_noise(profile):
         exp = experiments.get(name, profile)
         assert exp.noise_seed is None and exp.val_fraction == 0.1, name
         assert exp.noise_seed_of(3) == 3
-        if name == "tuning-rho-30":
-            assert exp.seeds == (0, 1, 2)
-        elif name in experiments.SELECTION:
-            assert 2 <= len(exp.seeds) <= 3, name
+        if name == "memorisation-pilot":   # its own five seeds, none of which a claim uses
+            assert exp.seeds == experiments.PILOT_SEEDS and len(exp.seeds) == 5, name
+            assert not set(exp.seeds) & set(experiments.SEEDS)
         else:
             assert len(exp.seeds) >= 5 and set(exp.seeds) >= set(experiments.SEEDS), name
+        if name in experiments.SELECTION:   # the committed choice was made on some of them
+            assert 2 <= len(experiments.choice_seeds(name, profile)) < len(exp.seeds), name
+            assert experiments.choice_seeds(name, profile) == experiments.CHOICE_SEEDS[name], name
+
+
+def test_choice_seeds_are_the_seeds_the_committed_choice_was_made_on():
+    assert experiments.choice_seeds("tuning-rho-30", "cpu") == (0, 1, 2)
+    assert experiments.choice_seeds("memorisation-pilot", "cpu") == (10, 11)
+    assert experiments.choice_seeds("tuning-rho-30", "smoke") == (0,)        # smoke's one seed is among them
+    assert experiments.choice_seeds("memorisation-pilot", "smoke") == (0,)   # none is: all of smoke's
+    with pytest.raises(ValueError, match="name must be a selection experiment"):
+        experiments.choice_seeds("logit-jacobian-30", "cpu")
 
 
 def test_smoke_keeps_one_seed():
@@ -75,18 +86,21 @@ def test_memorisation_pilot_ranks_settings_of_the_memorisation_runs():
 
 
 def test_the_experiments_radii_are_those_tuning_chose_on_validation():
-    """Once ``tuning-rho-30`` is complete, RHO and RHO_PER_EXAMPLE must be its validation choices
-    (``results.select_on_validation`` on the committed file); until then this says how far it is."""
+    """Once ``tuning-rho-30`` is complete on its choice seeds, RHO and RHO_PER_EXAMPLE must be its
+    validation choices on them (``results.select_on_validation`` on the committed file); until then this
+    says how far it is."""
     from samlab import results
 
     tuning = experiments.get("tuning-rho-30", "cpu")
-    expected = len(tuning.methods) * len(tuning.seeds)
+    seeds = experiments.choice_seeds("tuning-rho-30", "cpu")
+    expected = len(tuning.methods) * len(seeds)
     saved = results.load("tuning-rho-30", "cpu")
-    done = 0 if saved is None else sum(1 for r in saved["runs"] if r.get("val_acc") is not None)
+    done = 0 if saved is None else sum(1 for r in saved["runs"] if r.get("val_acc") is not None and r["seed"] in seeds)
     if done < expected:
-        pytest.skip(f"tuning-rho-30 has {done} of its {expected} runs: no choice yet")
-    picked = {fam: experiments.TUNING[p["label"]]["rho"] for fam, p in results.select_on_validation(saved).items()
-              if fam in ("SAM", "1-SAM", "J-SAM")}
+        pytest.skip(f"tuning-rho-30 has {done} of its {expected} runs on seeds {seeds}: no choice yet")
+    choice = results.select_on_validation(saved, seeds=seeds)
+    assert all(c["seeds"] == list(seeds) for c in choice.values())
+    picked = {fam: experiments.TUNING[p["label"]]["rho"] for fam, p in choice.items() if fam in ("SAM", "1-SAM", "J-SAM")}
     assert picked["SAM"] == experiments.RHO, f"validation chose SAM ρ = {picked['SAM']}: set experiments.RHO (and re-run)"
     assert picked["1-SAM"] == picked["J-SAM"] == experiments.RHO_PER_EXAMPLE, (
         f"validation chose 1-SAM ρ = {picked['1-SAM']}, J-SAM ρ = {picked['J-SAM']}: set experiments.RHO_PER_EXAMPLE "

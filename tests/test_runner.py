@@ -321,6 +321,16 @@ def test_select_on_validation_picks_by_mean_val_acc_and_never_reads_test():
     assert by_rho["all"]["label"] == "SAM ρ=0.05"
     with pytest.raises(ValueError, match="predates the validation split"):
         results.select_on_validation({"experiment": "old", "runs": [{"method": "SGD", "seed": 0, "best_test_acc": 0.5}]})
+    # on seed 1 alone: SAM ρ=0.02 and ρ=0.1 tie at 0.50 with ρ=0.05 at 0.51 (hand-computed); reg has only ρ=0.001 there
+    on_1 = results.select_on_validation(result, seeds=[1])
+    assert on_1["SAM"]["label"] == "SAM ρ=0.05" and on_1["SAM"]["val_acc"] == pytest.approx(0.51)
+    assert on_1["reg"] == {"label": "reg W+A 0.001", "val_acc": pytest.approx(0.99), "seeds": [1],
+                           "candidates": {"reg W+A 0.001": pytest.approx(0.99)}}
+    on_0 = results.select_on_validation(result, seeds=(0, 7))   # a seed with no runs is ignored
+    assert on_0["SAM"]["label"] == "SAM ρ=0.05" and on_0["SAM"]["val_acc"] == pytest.approx(0.53) and on_0["SAM"]["seeds"] == [0]
+    assert results.select_on_validation(result, seeds=[0, 1]) == picked
+    with pytest.raises(ValueError, match="seeds must include a seed"):
+        results.select_on_validation(result, seeds=[5])
 
 
 def _curve_run(method, seed, val, test=None):
