@@ -4,9 +4,10 @@ Each function returns a list of ``{"claim", "holds", "evidence"}`` dicts, so tha
 notebook can print every claim with the numbers it rests on and assert exactly what the
 data shows. The paired comparisons over seeds (:func:`paired_claims`,
 :func:`paired_family`) are tested with :mod:`samlab.stats` (paired t, Holm's correction,
-a verdict per claim); the older mean comparisons (:func:`logit_jacobian_claims`,
-:func:`memorisation_claims`, :func:`structured_noise_claims`) compare means only. Taught in notebook 03 (Baek et al.'s logit/Jacobian ablation); notebooks 05–07 add
-the cost, paired-seed and structured-noise comparisons.
+a verdict per claim); the older :func:`structured_noise_claims` compares means only (the
+earlier protocol of notebook 07, until its five-seed rewrite). Taught in notebook 03 (Baek et
+al.'s logit/Jacobian ablation); notebooks 05–07 add the cost, paired-seed and structured-noise
+comparisons.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ __all__ = [
     "n_test",
     "accuracy_stderr",
     "final_confusion",
-    "logit_jacobian_claims",
-    "memorisation_claims",
     "memorisation_epoch",
     "noise_source_classes",
     "QUANTITIES",
@@ -106,61 +105,6 @@ def memorisation_epoch(run: dict[str, Any], level: float = 0.5) -> int | None:
     if not 0 < level <= 1:
         raise ValueError(f"level must be in (0, 1], got level={level}")
     return next((int(h["epoch"]) for h in run["history"] if h["noisy_fit"] is not None and h["noisy_fit"] >= level), None)
-
-
-def memorisation_claims(result: dict[str, Any], sam: str = "SAM") -> list[dict[str, Any]]:
-    """What a ``logit-jacobian-*`` result says about the memorisation phase (final epoch).
-
-    The robustness the papers describe has two faces: a higher *peak* (checked by
-    :func:`logit_jacobian_claims`) and less memorisation of the wrong labels late in
-    training, read here from the final epoch: final test accuracy and the fraction of
-    noisy examples fit to their wrong label (means over seeds).
-    """
-    acc = {k: final_mean(result, k, "test_acc") for k in ("SGD", sam, "L-SAM", "J-SAM")}
-    noisy = {k: final_mean(result, k, "noisy_fit") for k in ("SGD", sam, "L-SAM", "J-SAM")}
-    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-    return [
-        {"claim": f"{sam}'s final test accuracy is above SGD's", "holds": acc[sam] > acc["SGD"],
-         "evidence": f"{sam} {pct(acc[sam])} vs SGD {pct(acc['SGD'])}"},
-        {"claim": f"{sam} has fit fewer noisy examples than SGD by the end", "holds": noisy[sam] < noisy["SGD"],
-         "evidence": f"noisy fit {sam} {pct(noisy[sam])} vs SGD {pct(noisy['SGD'])}"},
-        {"claim": "J-SAM has fit fewer noisy examples than SGD by the end", "holds": noisy["J-SAM"] < noisy["SGD"],
-         "evidence": f"noisy fit J-SAM {pct(noisy['J-SAM'])} vs SGD {pct(noisy['SGD'])}"},
-        {"claim": "L-SAM's final noisy fit is closer to SGD's than J-SAM's is",
-         "holds": abs(noisy["L-SAM"] - noisy["SGD"]) < abs(noisy["J-SAM"] - noisy["SGD"]),
-         "evidence": f"noisy fit SGD {pct(noisy['SGD'])}, L-SAM {pct(noisy['L-SAM'])}, J-SAM {pct(noisy['J-SAM'])}"},
-    ]
-
-
-def logit_jacobian_claims(result: dict[str, Any], sam: str = "1-SAM", close: float = 0.5) -> list[dict[str, Any]]:
-    """Baek et al.'s claims on a ``logit-jacobian-*`` result (means over seeds).
-
-    "J-SAM close to SAM" is read as: J-SAM's best test accuracy is within ``close`` times
-    SAM's gain over SGD of SAM's (and within at least one point).
-    """
-    sgd, s, lsam, jsam = (_best(result, k) for k in ("SGD", sam, "L-SAM", "J-SAM"))
-    batch = _best(result, "SAM") if any(r["method"] == "SAM" for r in result["runs"]) else None
-    gain = s - sgd
-    tol = max(0.01, close * abs(gain))
-    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-    claims = [
-        {"claim": f"{sam}'s best test accuracy is above SGD's", "holds": s > sgd,
-         "evidence": f"{sam} {pct(s)} vs SGD {pct(sgd)}"},
-    ]
-    if batch is not None:
-        claims.append({"claim": "batch SAM's best test accuracy is above SGD's", "holds": batch > sgd,
-                       "evidence": f"SAM {pct(batch)} vs SGD {pct(sgd)}"})
-    claims += [
-        {"claim": f"J-SAM is close to {sam}", "holds": abs(jsam - s) <= tol,
-         "evidence": f"J-SAM {pct(jsam)} vs {sam} {pct(s)}, tolerance {pct(tol)}"},
-        {"claim": "L-SAM is closer to SGD than J-SAM is", "holds": abs(lsam - sgd) < abs(jsam - sgd),
-         "evidence": f"|L-SAM − SGD| = {pct(abs(lsam - sgd))}, |J-SAM − SGD| = {pct(abs(jsam - sgd))}"},
-    ]
-    for key, what in (("head_norm", "last-layer weight norm"), ("feature_norm", "mean feature norm")):
-        a, b = final_mean(result, sam, key), final_mean(result, "SGD", key)
-        claims.append({"claim": f"{sam}'s final {what} is below SGD's", "holds": a < b,
-                       "evidence": f"{sam} {a:.3g} vs SGD {b:.3g}"})
-    return claims
 
 
 def recovery(

@@ -501,6 +501,9 @@ TUNING: dict[str, dict[str, Any]] = {
     **{f"1-SAM ρ={r:g}": {"method": "sam", "rho": r, "m": 1} for r in (0.005, 0.01, 0.02)},
     **{f"J-SAM ρ={r:g}": {"method": "jsam", "rho": r, "per_example": True} for r in (0.005, 0.01, 0.02)},
     **{f"reg W+A {g:g}": {"method": "regsgd", "gamma_w": g, "gamma_a": g} for g in (1e-3, 1e-2)},
+    # added 2026-11-29 with the seeds 3-4, before any of these runs: does validation agree with the
+    # learning rate every experiment uses (0.05, fixed by hand, never tuned)? A check, not a choice
+    **{f"SGD lr={lr:g}": {"method": "sgd", "fit": {"lr": lr}} for lr in (0.02, 0.05, 0.1)},
 }
 
 
@@ -509,7 +512,9 @@ def tuning_rho_30(profile: str) -> Experiment:
     """Hyperparameters chosen on validation accuracy, never on test accuracy: notebook 03's setting.
 
     SAM ρ ∈ {0.02, 0.05, 0.1}, 1-SAM and per-example J-SAM ρ ∈ {0.005, 0.01, 0.02}, the
-    regulariser γ_w = γ_a ∈ {1e-3, 1e-2} (:data:`TUNING`). Each run reports its noisy
+    regulariser γ_w = γ_a ∈ {1e-3, 1e-2} (which no notebook uses any more: notebook 05 chooses
+    its regulariser in ``cheap-regularisers-30``), and SGD at learning rates {0.02, 0.05, 0.1}: a
+    check of the learning rate every experiment uses, fixed by hand (:data:`TUNING`). Each run reports its noisy
     validation accuracy at its validation-chosen epoch (``val_acc``);
     :func:`samlab.results.select_on_validation` picks, per family, the value with the
     best mean over seeds; the test set plays no part in the choice. Five seeds (``cpu``,

@@ -83,22 +83,3 @@ def check_early_stopping_gain(answer: object, result: dict[str, Any], method: st
     else:
         print(f"✗ Not quite. Use 'test_at_val' and 'last5_test_acc' of the runs of {method} in result['runs'].")
     return False
-    runs = _runs(result, method)
-    gain = 100 * (_mean(runs, "best_test_acc") - _mean(runs, "final_test_acc"))
-    if math.isclose(value, gain, abs_tol=1e-6):
-        if gain > 0:
-            print(f"✓ Right: stopping {method} at its best epoch keeps {gain:.2f} points that further "
-                  "training loses.")
-        else:
-            print(f"✓ Right: here {method}'s last epoch is its best, so early stopping saves nothing "
-                  "(the run is short).")
-        return True
-    if gain and math.isclose(value, gain / 100, abs_tol=1e-8):
-        print("✗ That is a difference of fractions; the question asks for percentage points (× 100).")
-    elif gain and math.isclose(value, -gain, abs_tol=1e-6):
-        print("✗ The sign is flipped: best minus final (early stopping can only help).")
-    elif math.isclose(value, 100 * _mean(runs, "best_test_acc"), abs_tol=1e-6):
-        print("✗ That is the best accuracy itself; subtract the final one.")
-    else:
-        print(f"✗ Not quite. Use 'best_test_acc' and 'final_test_acc' of the run of {method} in result['runs'].")
-    return False
