@@ -145,22 +145,31 @@ def describe(result: dict[str, Any]) -> str:
     ])
 
 
-def shared_note(result: dict[str, Any]) -> str:
-    """Which runs of ``result`` were trained for another experiment and copied here
-    (``shared_from``, :func:`samlab.runner.run`), one line per (label, source); the same runs are
-    then not independent evidence in two notebooks. ``"every run was trained for this
-    experiment"`` when none was."""
+def shared_note(result: dict[str, Any], root: Path | None = None) -> str:
+    """Which runs of ``result`` are also another experiment's, both ways: runs trained for another
+    experiment and copied here (``shared_from``, :func:`samlab.runner.run`), and runs of this one that
+    another result file of the same profile (under ``root``, default ``data/results``) has copied. One
+    line per (label, other experiment); the same runs are then not independent evidence in two
+    notebooks. ``"every run was trained for this experiment, and no other uses its runs"`` when none is."""
     by: dict[tuple[str, str, str], list[int]] = {}
     for r in result["runs"]:
         src = r.get("shared_from")
         if src:
             by.setdefault((r["method"], src["experiment"], src["method"]), []).append(r["seed"])
-    if not by:
-        return "every run was trained for this experiment"
-    return "\n".join(
-        f"{label} seeds {', '.join(map(str, sorted(seeds)))}: the runs of {exp}'s {orig!r} (same settings, trained once)"
-        for (label, exp, orig), seeds in by.items()
-    )
+    lines = [f"{label} seeds {', '.join(map(str, sorted(seeds)))}: the runs of {exp}'s {orig!r} (same settings, trained once)"
+             for (label, exp, orig), seeds in by.items()]
+    used: dict[tuple[str, str, str], list[int]] = {}
+    name, profile = result.get("experiment"), result.get("profile")
+    if name and profile:
+        for file in sorted(path(name, profile, root).parent.glob("*.json")):
+            other = _read(file) if file.stem != name else None
+            for r in (other or {}).get("runs", []) if isinstance(other, dict) else []:
+                src = r.get("shared_from")
+                if src and src["experiment"] == name:
+                    used.setdefault((src["method"], file.stem, r["method"]), []).append(r["seed"])
+    lines += [f"{label} seeds {', '.join(map(str, sorted(seeds)))}: also the runs of {exp}'s {theirs!r} (copied there)"
+              for (label, exp, theirs), seeds in sorted(used.items())]
+    return "\n".join(lines) or "every run was trained for this experiment, and no other uses its runs"
 
 
 def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, History]:

@@ -427,10 +427,15 @@ def test_a_run_another_experiment_trained_is_copied_not_retrained(tmp_path, tiny
     saved = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())
     assert [r.get("shared_from", {}).get("experiment") for r in saved["runs"]] == ["tiny", "tiny", None, None, "tiny", "tiny"]
     # the notebook's note names each shared label, its seeds and where it was trained
-    assert results.shared_note(saved).splitlines() == [
+    assert results.shared_note(saved, root=tmp_path / "r").splitlines() == [
         "SGD seeds 0, 1: the runs of tiny's 'SGD' (same settings, trained once)",
         "sam seeds 0, 1: the runs of tiny's 'SAM' (same settings, trained once)"]
-    assert results.shared_note(saved_first) == "every run was trained for this experiment"
+    # ... and the source's note names where its runs are used (read from the other result files)
+    assert results.shared_note(saved_first, root=tmp_path / "r").splitlines() == [
+        "SAM seeds 0, 1: also the runs of tiny-twin's 'sam' (copied there)",
+        "SGD seeds 0, 1: also the runs of tiny-twin's 'SGD' (copied there)"]
+    assert results.shared_note(saved_first, root=tmp_path / "elsewhere") == (
+        "every run was trained for this experiment, and no other uses its runs")
     # --no-share trains everything
     calls.clear()
     runner.run("tiny-twin", "smoke", share=False, results_root=tmp_path / "r2", checkpoint_root=tmp_path / "c2", progress=False)
