@@ -11,8 +11,8 @@ result files. From a shell (this module's ``__main__`` is the runner's CLI)::
     python -m samlab.experiments table            # markdown table of every result file
 
 Evidence protocol (README, *Results*; taught in notebook 00): under ``cpu`` and ``gpu``
-every compared configuration has at least five seeds (:data:`SEEDS`; the hyperparameter
-search ``tuning-rho-30`` has three), and by default each seed draws its own label noise
+every compared configuration has at least five seeds (:data:`SEEDS`; the selection sweeps
+made their choices on fewer, :data:`CHOICE_SEEDS`), and by default each seed draws its own label noise
 and validation split (``noise_seed=None``: the noise seed of seed s is s). ``smoke`` keeps
 one seed so that CI stays fast. Every run holds out ``val_fraction`` (10%) of the noisy
 training set for validation; epochs and hyperparameters are chosen on it.
@@ -50,6 +50,7 @@ __all__ = [
     "CHOICE_SEEDS",
     "SELECTION",
     "TUNING",
+    "LR_CHECK",
     "Experiment",
     "experiment",
     "choice_seeds",
@@ -501,10 +502,12 @@ TUNING: dict[str, dict[str, Any]] = {
     **{f"1-SAM ρ={r:g}": {"method": "sam", "rho": r, "m": 1} for r in (0.005, 0.01, 0.02)},
     **{f"J-SAM ρ={r:g}": {"method": "jsam", "rho": r, "per_example": True} for r in (0.005, 0.01, 0.02)},
     **{f"reg W+A {g:g}": {"method": "regsgd", "gamma_w": g, "gamma_a": g} for g in (1e-3, 1e-2)},
-    # added 2026-11-29 with the seeds 3-4, before any of these runs: does validation agree with the
-    # learning rate every experiment uses (0.05, fixed by hand, never tuned)? A check, not a choice
-    **{f"SGD lr={lr:g}": {"method": "sgd", "fit": {"lr": lr}} for lr in (0.02, 0.05, 0.1)},
 }
+
+#: learning rates at which ``tuning-rho-30`` also trains SGD (labels ``SGD lr=…``), added on 2026-11-29
+#: with its seeds 3-4, before any of these runs: does validation agree with the learning rate every
+#: experiment uses (0.05 under ``cpu``, fixed by hand, never tuned)? A check, not a choice
+LR_CHECK: tuple[float, ...] = (0.02, 0.05, 0.1)
 
 
 @experiment
@@ -513,8 +516,8 @@ def tuning_rho_30(profile: str) -> Experiment:
 
     SAM ρ ∈ {0.02, 0.05, 0.1}, 1-SAM and per-example J-SAM ρ ∈ {0.005, 0.01, 0.02}, the
     regulariser γ_w = γ_a ∈ {1e-3, 1e-2} (which no notebook uses any more: notebook 05 chooses
-    its regulariser in ``cheap-regularisers-30``), and SGD at learning rates {0.02, 0.05, 0.1}: a
-    check of the learning rate every experiment uses, fixed by hand (:data:`TUNING`). Each run reports its noisy
+    its regulariser in ``cheap-regularisers-30``) (:data:`TUNING`), and SGD at the learning rates
+    of :data:`LR_CHECK`: a check of the learning rate every experiment uses, fixed by hand. Each run reports its noisy
     validation accuracy at its validation-chosen epoch (``val_acc``);
     :func:`samlab.results.select_on_validation` picks, per family, the value with the
     best mean over seeds; the test set plays no part in the choice. Five seeds (``cpu``,
@@ -526,7 +529,8 @@ def tuning_rho_30(profile: str) -> Experiment:
         base,
         name="tuning-rho-30",
         description="hyperparameters chosen on noisy validation accuracy, 30% symmetric-flip noise",
-        methods=dict(TUNING),
+        methods={**TUNING, **{f"SGD lr={lr:g}": {"method": "sgd"} if lr == base.fit["lr"]  # the very runs of SGD
+                              else {"method": "sgd", "fit": {"lr": lr}} for lr in LR_CHECK}},
         seeds=_seeds(profile),
     )
 

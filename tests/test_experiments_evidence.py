@@ -68,7 +68,8 @@ def test_shared_runs_are_identical_configurations():
     tuning = experiments.get("tuning-rho-30", "cpu")
     assert experiments.shared_runs(tuning, lj) == {f"SAM ρ={experiments.RHO:g}": "SAM",
                                                   f"1-SAM ρ={experiments.RHO_PER_EXAMPLE:g}": "1-SAM",
-                                                  f"J-SAM ρ={experiments.RHO_PER_EXAMPLE:g}": "J-SAM"}
+                                                  f"J-SAM ρ={experiments.RHO_PER_EXAMPLE:g}": "J-SAM",
+                                                  "SGD lr=0.05": "SGD"}   # the learning-rate check's own lr: SGD's runs
     # another noise rate: nothing shared
     assert experiments.shared_runs(lj, experiments.get("logit-jacobian-50", "cpu")) == {}
 
