@@ -74,25 +74,25 @@ PAPER_RHO_PER_EXAMPLE = 0.01
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
-#: experiments that choose a setting or hyperparameters on validation accuracy. They have five
-#: seeds like every other experiment (the pilot's own five, disjoint from SEEDS), but each made its
-#: committed choice on fewer (:data:`CHOICE_SEEDS`) before it was extended to five
-SELECTION: tuple[str, ...] = ("memorisation-pilot", "tuning-rho-30")
+#: the experiments that choose a setting or hyperparameters on validation accuracy, and the seeds
+#: each one's committed choice was made on, under ``cpu`` and ``gpu``: ``memorisation-pilot`` chose
+#: notebook 00's setting on seeds 10-11 and ``tuning-rho-30`` the radii on seeds 0-2. They have five
+#: seeds like every other experiment (the pilot's own five, disjoint from SEEDS) since 2026-11-29,
+#: when both were extended, before any run of the added seeds: the choices stay those made (every
+#: experiment since was trained with them), and notebooks 00 and 03 show beside them what all five
+#: seeds choose (:func:`choice_seeds`).
+CHOICE_SEEDS: dict[str, tuple[int, ...]] = {"memorisation-pilot": (10, 11), "tuning-rho-30": (0, 1, 2)}
 
-#: the seeds each selection experiment's committed choice was made on, under ``cpu`` and ``gpu``:
-#: ``tuning-rho-30`` chose the radii on seeds 0-2 and ``memorisation-pilot`` notebook 00's setting on
-#: seeds 10-11. Both were extended to five seeds on 2026-11-29, before any run of the added seeds:
-#: the choices stay those made (every experiment since was trained with them), and notebooks 00
-#: and 03 show beside them what all five seeds choose (:func:`choice_seeds`).
-CHOICE_SEEDS: dict[str, tuple[int, ...]] = {"tuning-rho-30": (0, 1, 2), "memorisation-pilot": (10, 11)}
+#: the selection experiments, in the order ``run all`` trains them (before every other)
+SELECTION: tuple[str, ...] = tuple(CHOICE_SEEDS)
 
 
 def choice_seeds(name: str, profile: str | None = None) -> tuple[int, ...]:
     """The seeds of selection experiment ``name`` (one of :data:`SELECTION`) on which its committed choice
     is made at ``profile``: :data:`CHOICE_SEEDS` among the experiment's seeds, or all of them where none of
     those is (``smoke``'s single seed)."""
-    if name not in CHOICE_SEEDS:
-        raise ValueError(f"name must be a selection experiment, one of {tuple(CHOICE_SEEDS)}, got {name!r}")
+    if name not in SELECTION:
+        raise ValueError(f"name must be a selection experiment, one of {SELECTION}, got {name!r}")
     seeds = get(name, profile).seeds
     return tuple(s for s in seeds if s in CHOICE_SEEDS[name]) or seeds
 

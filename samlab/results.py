@@ -151,24 +151,22 @@ def shared_note(result: dict[str, Any], root: Path | None = None) -> str:
     another result file of the same profile (under ``root``, default ``data/results``) has copied. One
     line per (label, other experiment); the same runs are then not independent evidence in two
     notebooks. ``"every run was trained for this experiment, and no other uses its runs"`` when none is."""
-    by: dict[tuple[str, str, str], list[int]] = {}
-    for r in result["runs"]:
-        src = r.get("shared_from")
-        if src:
-            by.setdefault((r["method"], src["experiment"], src["method"]), []).append(r["seed"])
-    lines = [f"{label} seeds {', '.join(map(str, sorted(seeds)))}: the runs of {exp}'s {orig!r} (same settings, trained once)"
-             for (label, exp, orig), seeds in by.items()]
+    copied: dict[tuple[str, str, str], list[int]] = {}   # (label here, other experiment, label there) -> seeds
     used: dict[tuple[str, str, str], list[int]] = {}
+    for r in result["runs"]:
+        if src := r.get("shared_from"):
+            copied.setdefault((r["method"], src["experiment"], src["method"]), []).append(r["seed"])
     name, profile = result.get("experiment"), result.get("profile")
     if name and profile:
         for file in sorted(path(name, profile, root).parent.glob("*.json")):
-            other = _read(file) if file.stem != name else None
-            for r in (other or {}).get("runs", []) if isinstance(other, dict) else []:
-                src = r.get("shared_from")
-                if src and src["experiment"] == name:
+            for r in (_read(file) or {}).get("runs", []) if file.stem != name else []:
+                if (src := r.get("shared_from")) and src["experiment"] == name:
                     used.setdefault((src["method"], file.stem, r["method"]), []).append(r["seed"])
-    lines += [f"{label} seeds {', '.join(map(str, sorted(seeds)))}: also the runs of {exp}'s {theirs!r} (copied there)"
-              for (label, exp, theirs), seeds in sorted(used.items())]
+    seeds = lambda s: ", ".join(map(str, sorted(s)))  # noqa: E731
+    lines = [f"{label} seeds {seeds(s)}: the runs of {exp}'s {theirs!r} (same settings, trained once)"
+             for (label, exp, theirs), s in copied.items()]
+    lines += [f"{label} seeds {seeds(s)}: also the runs of {exp}'s {theirs!r} (copied there)"
+              for (label, exp, theirs), s in sorted(used.items())]
     return "\n".join(lines) or "every run was trained for this experiment, and no other uses its runs"
 
 

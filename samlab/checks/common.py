@@ -1,13 +1,24 @@
-"""Helpers shared by the exercise checks: read a student's answer, call a student's function."""
+"""Helpers shared by the exercise checks: read a student's answer, call a student's function, read a result."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["as_number", "call", "close", "diagnose", "shape_ok"]
+__all__ = ["as_number", "call", "close", "diagnose", "run_mean", "shape_ok"]
+
+
+def run_mean(result: dict[str, Any], method: str, key: str) -> float:
+    """The mean over ``method``'s runs (its seeds) in ``result`` of the run field ``key`` (e.g. ``test_at_val``);
+    a method with no runs is an error that lists the methods there are."""
+    values = [r[key] for r in result["runs"] if r["method"] == method]
+    if not values:
+        known = sorted({r["method"] for r in result["runs"]})
+        raise ValueError(f"the result has no runs of method {method!r}; methods: {known}")
+    return sum(values) / len(values)
 
 
 def as_number(answer: object, what: str) -> float | None:

@@ -5,16 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from samlab.checks.common import as_number
+from samlab.checks.common import as_number, run_mean
 
 __all__ = ["check_gain", "check_noisy_fit_at_epoch"]
-
-
-def _mean(result: dict[str, Any], label: str, key: str) -> float:
-    runs = [r for r in result["runs"] if r["method"] == label]
-    if not runs:
-        raise ValueError(f"the result has no runs of method {label!r}")
-    return sum(r[key] for r in runs) / len(runs)
 
 
 def check_gain(answer: object, result: dict[str, Any], method: str = "1-SAM") -> bool:
@@ -23,7 +16,7 @@ def check_gain(answer: object, result: dict[str, Any], method: str = "1-SAM") ->
     value = as_number(answer, "The gain")
     if value is None:
         return False
-    diff = lambda key: 100 * (_mean(result, method, key) - _mean(result, "SGD", key))  # noqa: E731
+    diff = lambda key: 100 * (run_mean(result, method, key) - run_mean(result, "SGD", key))  # noqa: E731
     gain = diff("test_at_val")
     if math.isclose(value, gain, abs_tol=1e-6):
         print(f"✓ Right: on average over the seeds {method} is {gain:+.2f} points from SGD at the validation-chosen "

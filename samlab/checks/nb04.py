@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
-from samlab.checks.common import as_number
+from samlab.checks.common import as_number, run_mean
 
 __all__ = ["check_cost_ratio", "check_early_stopping_gain"]
-
-
-def _runs(result: dict[str, Any], method: str) -> list[dict[str, Any]]:
-    runs = [r for r in result["runs"] if r["method"] == method]
-    if not runs:
-        known = sorted({r["method"] for r in result["runs"]})
-        raise ValueError(f"the result has no runs of method {method!r}; methods: {known}")
-    return runs
-
-
-def _mean(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.mean(r[key] for r in runs)
 
 
 def check_cost_ratio(answer: object, result: dict[str, Any], method: str = "SAM") -> bool:
@@ -32,11 +19,11 @@ def check_cost_ratio(answer: object, result: dict[str, Any], method: str = "SAM"
     value = as_number(answer, "The cost ratio")
     if value is None:
         return False
-    mine, sgd = _runs(result, method), _runs(result, "SGD")
-    by_time = _mean(mine, "seconds_per_epoch") / _mean(sgd, "seconds_per_epoch")
+    mean = lambda label, key: run_mean(result, label, key)  # noqa: E731
+    by_time = mean(method, "seconds_per_epoch") / mean("SGD", "seconds_per_epoch")
     right = [by_time]
-    if all(r.get("images_per_second") for r in mine + sgd):
-        right.append(_mean(sgd, "images_per_second") / _mean(mine, "images_per_second"))
+    if all(r.get("images_per_second") for r in result["runs"] if r["method"] in (method, "SGD")):
+        right.append(mean("SGD", "images_per_second") / mean(method, "images_per_second"))
     if any(math.isclose(value, r, rel_tol=1e-6) for r in right):
         print(f"✓ Right: an epoch of {method} costs {value:.2f}× an epoch of SGD"
               + (" (two gradient computations per step instead of one)." if method == "SAM" else "."))
@@ -61,23 +48,23 @@ def check_early_stopping_gain(answer: object, result: dict[str, Any], method: st
     value = as_number(answer, "The gain of early stopping")
     if value is None:
         return False
-    runs = _runs(result, method)
-    at_val, last5 = _mean(runs, "test_at_val"), _mean(runs, "last5_test_acc")
+    mean = lambda key: run_mean(result, method, key)  # noqa: E731
+    at_val, last5 = mean("test_at_val"), mean("last5_test_acc")
     gain = 100 * (at_val - last5)
     if math.isclose(value, gain, abs_tol=1e-6):
         word = "gains" if gain > 0 else "loses"
         print(f"✓ Right: stopping {method} at its validation-chosen epoch {word} {abs(gain):.2f} points "
               "against the mean of its last 5 epochs.")
         return True
-    oracle = _mean(runs, "oracle_test_acc")
+    oracle = mean("oracle_test_acc")
     if gain and math.isclose(value, gain / 100, abs_tol=1e-8):
         print("✗ That is a difference of fractions; the question asks for percentage points (× 100).")
     elif gain and math.isclose(value, -gain, abs_tol=1e-6):
         print("✗ The sign is flipped: the validation-chosen epoch minus the last 5.")
-    elif any(math.isclose(value, 100 * (oracle - end), abs_tol=1e-6) for end in (last5, _mean(runs, "final_test_acc"))):
+    elif any(math.isclose(value, 100 * (oracle - end), abs_tol=1e-6) for end in (last5, mean("final_test_acc"))):
         print("✗ That uses the test-set maximum: an oracle (its epoch was chosen on the test set). "
               "Use 'test_at_val', the test accuracy at the epoch chosen on validation.")
-    elif math.isclose(value, 100 * (at_val - _mean(runs, "final_test_acc")), abs_tol=1e-6):
+    elif math.isclose(value, 100 * (at_val - mean("final_test_acc")), abs_tol=1e-6):
         print("✗ That compares with the last epoch alone, one point of an oscillating curve; "
               "use the mean of the last 5 epochs, 'last5_test_acc'.")
     else:

@@ -7,16 +7,9 @@ from typing import Any
 
 import torch
 
-from samlab.checks.common import as_number, call, close
+from samlab.checks.common import as_number, call, close, run_mean
 
 __all__ = ["check_penalty_gradient", "check_recovered_fraction"]
-
-
-def _final(result: dict[str, Any], label: str, key: str = "last5_test_acc") -> float:
-    runs = [r for r in result["runs"] if r["method"] == label]
-    if not runs:
-        raise ValueError(f"the result has no runs of method {label!r}")
-    return sum(r[key] for r in runs) / len(runs)
 
 
 def check_recovered_fraction(answer: object, result: dict[str, Any], method: str) -> bool:
@@ -25,7 +18,7 @@ def check_recovered_fraction(answer: object, result: dict[str, Any], method: str
     value = as_number(answer, "The fraction")
     if value is None:
         return False
-    sgd, sam, m = _final(result, "SGD"), _final(result, "SAM"), _final(result, method)
+    sgd, sam, m = (run_mean(result, label, "last5_test_acc") for label in ("SGD", "SAM", method))
     right = _fraction(result, method, "last5_test_acc")
     if math.isclose(value, right, rel_tol=1e-6, abs_tol=1e-9):
         what = (f"{method} recovers {right:.0%} of SAM's gain in final test accuracy" if right >= 0 else
@@ -52,7 +45,7 @@ def check_recovered_fraction(answer: object, result: dict[str, Any], method: str
 def _fraction(result: dict[str, Any], method: str, key: str) -> float | None:
     """(method − SGD) / (SAM − SGD) in the mean of ``key``; None where SAM has no gain or a run lacks ``key``."""
     try:
-        sgd, sam, m = (_final(result, label, key) for label in ("SGD", "SAM", method))
+        sgd, sam, m = (run_mean(result, label, key) for label in ("SGD", "SAM", method))
     except (KeyError, TypeError):
         return None
     return (m - sgd) / (sam - sgd) if sam != sgd else None
