@@ -347,7 +347,7 @@ def status(
     ``running`` (its last job is pending or running, or, with no job, its checkpoint was written in the
     last ``live_min`` minutes: a ``run`` process), ``failed`` (its last job ended without the run in the
     file; ``log`` is the job's error log), ``shared`` (another experiment has trained the very same run:
-    ``run``/``submit`` copy it, :func:`samlab.runner.shared_finished`), ``missing`` (never submitted, or
+    ``run``/``submit`` store a reference to it, :func:`samlab.runner.shared_finished`), ``missing`` (never submitted, or
     stopped without a job), or
     ``unknown`` (a job whose state cannot be read from here). ``detail`` adds the job and the epoch of
     the run's checkpoint."""
@@ -355,7 +355,7 @@ def status(
     exp = experiments.get(name, profile)
     results_root, checkpoint_root, folder = _roots(results_root, checkpoint_root, folder)
     done = runner.finished(results.path(name, profile, results_root), exp.config())  # the runner's own rule
-    shared = runner.shared_finished(exp, profile, results_root)  # trained by another experiment: copied, not run
+    shared = runner.shared_finished(exp, profile, results_root)  # trained by another experiment: referred to, not run
     manifest = _read_manifest(_manifest(folder, profile, name))
     latest = {(label, seed): manifest[_key(label, seed)][-1] for label in exp.methods for seed in exp.seeds
               if manifest.get(_key(label, seed)) and (label, seed) not in done}  # each unfinished run's last job
@@ -366,13 +366,14 @@ def status(
             row: dict[str, Any] = {"method": label, "seed": seed, "state": "missing", "detail": "", "log": None}
             jobs = manifest.get(_key(label, seed), [])
             if (label, seed) in done:
-                job = done[(label, seed)].get("job") or {}
-                row["state"], row["detail"] = "done", " ".join(f"{k} {v}" for k, v in job.items())
+                job, src = done[(label, seed)].get("job") or {}, done[(label, seed)].get("shared_from")
+                row["state"], row["detail"] = "done", (f"trained by {src['experiment']} ({src['method']}), stored there" if src
+                                                       else " ".join(f"{k} {v}" for k, v in job.items()))
                 rows.append(row)
                 continue
             if (label, seed) in shared:
                 other, original = shared[(label, seed)]
-                row["state"], row["detail"] = "shared", f"trained by {other} ({original['method']}): copied when run"
+                row["state"], row["detail"] = "shared", f"trained by {other} ({original['method']}): referred to when run"
                 rows.append(row)
                 continue
             if jobs:

@@ -10,6 +10,12 @@ sharing a file system (:func:`locked` says on which file systems). It also summa
 the README's generated tables between their markers, and picks hyperparameters on
 validation accuracy (:func:`select_on_validation`).
 
+A run that two experiments share (same data, noise, model, training and method settings;
+:func:`samlab.experiments.shared_runs`) is stored once, in the file of the experiment that
+trained it. The other file holds a reference (:func:`reference`: label, seed and
+``shared_from``), which every reader here resolves from that file (:func:`resolve_shared`);
+:func:`shared_note` prints which runs are shared, both ways.
+
 Taught in notebooks 03–07, which load committed results with :func:`load` and print
 :func:`describe` beside every figure.
 """
@@ -43,7 +49,10 @@ __all__ = [
     "shared_note",
     "memorisation_contrast",
     "path",
+    "reference",
+    "resolve_shared",
     "select_on_validation",
+    "store_shared_once",
     "short",
     "summarise",
     "summary_text",
@@ -102,7 +111,70 @@ def locked(file: Path) -> Iterator[None]:
 
 
 def _read(file: Path) -> dict[str, Any] | None:
-    return json.loads(file.read_text()) if file.exists() else None
+    """The result in ``file`` with its shared runs resolved (:func:`resolve_shared`), or ``None``."""
+    return resolve_shared(json.loads(file.read_text()), file.parent) if file.exists() else None
+
+
+#: what a reference to a shared run holds besides ``shared_from``: the run's key, and the settings
+#: that must still be those of the stored run when it is read
+_REFERENCE_KEYS = ("method", "seed", "method_config", "fit_overrides")
+
+
+def reference(label: str, run: dict[str, Any], source: dict[str, str]) -> dict[str, Any]:
+    """What a result file stores for a run trained by another experiment: this experiment's ``label``,
+    the run's seed and settings, and ``shared_from`` = ``source`` (``{"experiment", "method"}``: the
+    file and label the full run is stored under)."""
+    return {**{k: run[k] for k in _REFERENCE_KEYS}, "method": label, "shared_from": dict(source)}
+
+
+def _is_reference(run: dict[str, Any]) -> bool:
+    return "shared_from" in run and "history" not in run
+
+
+def resolve_shared(result: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``result`` with every reference (:func:`reference`) replaced by the run it names, read from
+    ``<folder>/<experiment>.json`` and relabelled with this result's label (``shared_from`` kept).
+    A missing file or run, or a stored run whose settings are no longer the referenced ones (it was
+    trained again with other settings), is an error naming both files: the reference cannot be read."""
+    sources: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+    runs = []
+    for run in result.get("runs", []):
+        if not _is_reference(run):
+            runs.append(run)
+            continue
+        src = run["shared_from"]
+        file = Path(folder) / f"{src['experiment']}.json"
+        if src["experiment"] not in sources:
+            stored = json.loads(file.read_text())["runs"] if file.exists() else []
+            sources[src["experiment"]] = {(r["method"], r["seed"]): r for r in stored}
+        original = sources[src["experiment"]].get((src["method"], run["seed"]))
+        where = f"{result.get('experiment')!r} {run['method']!r} seed {run['seed']} refers to {src['method']!r} in {file}"
+        if original is None or _is_reference(original):
+            raise ValueError(f"{where}, which does not hold that run")
+        if any(original[k] != run[k] for k in ("method_config", "fit_overrides")):
+            raise ValueError(f"{where}, whose settings have changed since it was shared: run the experiment again")
+        runs.append({**original, "method": run["method"], "shared_from": dict(src)})
+    return {**result, "runs": runs}
+
+
+def store_shared_once(file: Path) -> int:
+    """Replace, in ``file``, each full copy of a shared run (written before runs were stored once) by its
+    :func:`reference`, after checking that the copy is the run stored in the source file to the last
+    byte; under the file's lock. Returns how many copies were replaced."""
+    file = Path(file)
+    with locked(file):
+        raw = json.loads(file.read_text())
+        copies = [r for r in raw["runs"] if "shared_from" in r and not _is_reference(r)]
+        if not copies:
+            return 0
+        refs = [reference(r["method"], r, r["shared_from"]) for r in copies]
+        resolved = resolve_shared({**raw, "runs": refs}, file.parent)["runs"]
+        for copy, stored in zip(copies, resolved):
+            if json.dumps(_finite(copy), sort_keys=True) != json.dumps(_finite(stored), sort_keys=True):
+                raise ValueError(f"{file}: {copy['method']!r} seed {copy['seed']} differs from the run it names as its source")
+        by_key = {(r["method"], r["seed"]): ref for r, ref in zip(copies, refs)}
+        write(file, {**raw, "runs": [by_key.get((r["method"], r["seed"]), r) for r in raw["runs"]]})
+        return len(copies)
 
 
 def load(name: str, profile: str | None = None, root: Path | None = None) -> dict[str, Any] | None:
@@ -147,8 +219,8 @@ def describe(result: dict[str, Any]) -> str:
 
 def shared_note(result: dict[str, Any], root: Path | None = None) -> str:
     """Which runs of ``result`` are also another experiment's, both ways: runs trained for another
-    experiment and copied here (``shared_from``, :func:`samlab.runner.run`), and runs of this one that
-    another result file of the same profile (under ``root``, default ``data/results``) has copied. One
+    experiment and read from its file (``shared_from``), and runs of this one that another result file
+    of the same profile (under ``root``, default ``data/results``) refers to. One
     line per (label, other experiment); the same runs are then not independent evidence in two
     notebooks. ``"every run was trained for this experiment, and no other uses its runs"`` when none is."""
     copied: dict[tuple[str, str, str], list[int]] = {}   # (label here, other experiment, label there) -> seeds
@@ -159,13 +231,13 @@ def shared_note(result: dict[str, Any], root: Path | None = None) -> str:
     name, profile = result.get("experiment"), result.get("profile")
     if name and profile:
         for file in sorted(path(name, profile, root).parent.glob("*.json")):
-            for r in (_read(file) or {}).get("runs", []) if file.stem != name else []:
+            for r in json.loads(file.read_text()).get("runs", []) if file.stem != name else []:
                 if (src := r.get("shared_from")) and src["experiment"] == name:
                     used.setdefault((src["method"], file.stem, r["method"]), []).append(r["seed"])
     seeds = lambda s: ", ".join(map(str, sorted(s)))  # noqa: E731
-    lines = [f"{label} seeds {seeds(s)}: the runs of {exp}'s {theirs!r} (same settings, trained once)"
+    lines = [f"{label} seeds {seeds(s)}: the runs of {exp}'s {theirs!r} (same settings, trained once and stored there)"
              for (label, exp, theirs), s in copied.items()]
-    lines += [f"{label} seeds {seeds(s)}: also the runs of {exp}'s {theirs!r} (copied there)"
+    lines += [f"{label} seeds {seeds(s)}: also the runs of {exp}'s {theirs!r} (stored here, read there)"
               for (label, exp, theirs), s in sorted(used.items())]
     return "\n".join(lines) or "every run was trained for this experiment, and no other uses its runs"
 
@@ -384,7 +456,7 @@ def committed_table(profile: str | None = None, root: Path | None = None) -> str
     or of every profile but ``smoke``."""
     found = []
     for prof in [profile] if profile else [p for p in profiles.PROFILES if p != "smoke"]:
-        found += [json.loads(p.read_text()) for p in _experiment_files(prof, root)]
+        found += [_read(p) for p in _experiment_files(prof, root)]
     return table_markdown(found) if found else "_No result files yet._"
 
 

@@ -92,7 +92,8 @@ def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[s
     whose seeds were cut keeps those of the seeds left, and one whose method list changed
     (a method's radius set from a tuning sweep, a method added or removed) keeps the runs of
     every method whose configuration did not change. Any other change (data, noise, model,
-    training) keeps nothing."""
+    training) keeps nothing. A run stored in another experiment's file is returned as its
+    reference (:func:`samlab.results.reference`), as the file holds it."""
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
@@ -164,10 +165,12 @@ def run(
     """Train every (method, seed) of experiment ``name`` and return (and save) the result.
 
     With ``share`` (default), a run that another experiment has already trained with the
-    very same settings (:func:`shared_finished`) is not trained again: it is copied into
-    this result under this experiment's label, with ``shared_from`` = ``{"experiment",
-    "method"}`` naming the original (its history, timings and provenance are the
-    original's). Notebooks that show both experiments say that those are the same runs.
+    very same settings (:func:`shared_finished`) is not trained again: this result file
+    stores a reference to it (:func:`samlab.results.reference`: this experiment's label and
+    ``shared_from`` = ``{"experiment", "method"}`` of the file that stores the run), and
+    every reader resolves it from there (:func:`samlab.results.resolve_shared`; the returned
+    result holds the full run). Notebooks that show both experiments say that those are the
+    same runs (:func:`samlab.results.shared_note`).
 
     ``only`` restricts training to some method labels and ``seeds`` to some of the
     experiment's seeds. Finished runs found in the result
@@ -228,7 +231,7 @@ def run(
         if (label, seed) in shared:
             other, original = shared[(label, seed)]
             source = original.get("shared_from") or {"experiment": other, "method": original["method"]}  # the first training
-            mine[(label, seed)] = {**original, "method": label, "shared_from": source}
+            mine[(label, seed)] = results.reference(label, original, source)
             if progress:
                 print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
             if save:
@@ -272,11 +275,11 @@ def run(
             with results.locked(path):
                 results.write(path, merged())
     if not save:
-        return merged()
+        return results.resolve_shared(merged(), path.parent)
     with results.locked(path):
         final = merged()
         results.write(path, final)
-    return final
+    return results.resolve_shared(final, path.parent)
 
 
 def load_or_run(name: str, profile: str | None = None, *, rerun: bool = False, **run_kwargs: Any) -> dict[str, Any]:

@@ -396,7 +396,7 @@ def test_run_parallel_workers_write_the_file_one_process_writes(tmp_path, monkey
         runner.run_parallel("logit-jacobian-30", "smoke", jobs=0)
 
 
-def test_a_run_another_experiment_trained_is_copied_not_retrained(tmp_path, tiny, monkeypatch):
+def test_a_run_another_experiment_trained_is_stored_once_not_retrained(tmp_path, tiny, monkeypatch):
     kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
     twin = lambda profile: dataclasses.replace(  # noqa: E731
         tiny(profile), name="tiny-twin", description="another comparison on the same data",
@@ -413,6 +413,7 @@ def test_a_run_another_experiment_trained_is_copied_not_retrained(tmp_path, tiny
 
     monkeypatch.setattr(train, "fit", counting_fit)
     res = runner.run("tiny-twin", "smoke", **kw)
+    results.write(tmp_path / "twin-as-returned.json", res)  # as JSON (NaN -> null), to compare with a loaded file
     assert calls == [(0.1, 0), (0.1, 1)]  # only the new configuration was trained
     assert len(first["runs"]) == 4
     saved_first = json.loads((tmp_path / "r" / "smoke" / "tiny.json").read_text())
@@ -424,16 +425,34 @@ def test_a_run_another_experiment_trained_is_copied_not_retrained(tmp_path, tiny
         src = original[("SAM" if r["method"] == "sam" else "SGD", r["seed"])]
         assert r["shared_from"] == {"experiment": "tiny", "method": src["method"]}
         assert r["history"] == src["history"] and r["git_commit"] == src["git_commit"]
-    saved = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())
-    assert [r.get("shared_from", {}).get("experiment") for r in saved["runs"]] == ["tiny", "tiny", None, None, "tiny", "tiny"]
+    raw = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())
+    assert [r.get("shared_from", {}).get("experiment") for r in raw["runs"]] == ["tiny", "tiny", None, None, "tiny", "tiny"]
+    # the file holds a reference, not a second copy of the history ...
+    for r in raw["runs"]:
+        assert ("history" in r) == ("shared_from" not in r)
+        if "shared_from" in r:
+            assert set(r) == {"method", "seed", "method_config", "fit_overrides", "shared_from"}
+    # ... and loading it reads the stored run from tiny's file, under this experiment's label
+    saved = results.load("tiny-twin", "smoke", tmp_path / "r")
+    assert saved["runs"] == json.loads((tmp_path / "twin-as-returned.json").read_text())["runs"]
+    assert results.committed("smoke", "tiny-twin", tmp_path / "r") == saved
     # the notebook's note names each shared label, its seeds and where it was trained
     assert results.shared_note(saved, root=tmp_path / "r").splitlines() == [
-        "SGD seeds 0, 1: the runs of tiny's 'SGD' (same settings, trained once)",
-        "sam seeds 0, 1: the runs of tiny's 'SAM' (same settings, trained once)"]
+        "SGD seeds 0, 1: the runs of tiny's 'SGD' (same settings, trained once and stored there)",
+        "sam seeds 0, 1: the runs of tiny's 'SAM' (same settings, trained once and stored there)"]
     # ... and the source's note names where its runs are used (read from the other result files)
     assert results.shared_note(saved_first, root=tmp_path / "r").splitlines() == [
-        "SAM seeds 0, 1: also the runs of tiny-twin's 'sam' (copied there)",
-        "SGD seeds 0, 1: also the runs of tiny-twin's 'SGD' (copied there)"]
+        "SAM seeds 0, 1: also the runs of tiny-twin's 'sam' (stored here, read there)",
+        "SGD seeds 0, 1: also the runs of tiny-twin's 'SGD' (stored here, read there)"]
+    # a third experiment sharing the twin's label refers to the file that stores the run, not to the twin
+    # a third experiment refers to each run in the file that stores it
+    triple = lambda profile: dataclasses.replace(  # noqa: E731
+        twin(profile), name="tiny-triple", methods={"s": {"method": "sam", "rho": 0.05}, "r": {"method": "sam", "rho": 0.1}})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny-triple", triple)
+    calls.clear()
+    third = runner.run("tiny-triple", "smoke", **kw)
+    assert calls == [] and [(r["method"], r["shared_from"]) for r in third["runs"]] == [
+        ("s", {"experiment": "tiny", "method": "SAM"})] * 2 + [("r", {"experiment": "tiny-twin", "method": "SAM ρ=0.1"})] * 2
     assert results.shared_note(saved_first, root=tmp_path / "elsewhere") == (
         "every run was trained for this experiment, and no other uses its runs")
     # --no-share trains everything
