@@ -71,3 +71,23 @@ def test_full_copies_are_replaced_by_references_only_when_identical(folder):
     with pytest.raises(ValueError, match="differs from the run it names as its source"):
         results.store_shared_once(folder / "third.json")
     assert (folder / "third.json").read_text() == text
+
+
+def test_every_committed_reference_resolves_to_a_run_with_its_settings():
+    """The committed cpu files: each reference names a stored run of the same seed and settings (else loading
+    raises), a stored run is never itself a reference, and no history is stored twice."""
+    folder = results.path("x", "cpu").parent
+    files = [p for p in sorted(folder.glob("*.json")) if "runs" in json.loads(p.read_text())]
+    assert files, folder
+    references = 0
+    for file in files:
+        raw = json.loads(file.read_text())["runs"]
+        loaded = results.load(file.stem, "cpu")["runs"]
+        assert [(r["method"], r["seed"]) for r in loaded] == [(r["method"], r["seed"]) for r in raw]
+        for stored, run in zip(raw, loaded):
+            assert "history" in run
+            if "shared_from" in stored:
+                references += 1
+                assert "history" not in stored, (file.stem, stored["method"], stored["seed"])   # stored once
+                assert run["shared_from"]["experiment"] != file.stem
+    assert references >= 39   # the runs notebooks 03, 05 and 06 share (results.shared_note)
