@@ -93,17 +93,21 @@ def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[s
     (a method's radius set from a tuning sweep, a method added or removed) keeps the runs of
     every method whose configuration did not change. Any other change (data, noise, model,
     training) keeps nothing. A run stored in another experiment's file is returned as its
-    reference (:func:`samlab.results.reference`), as the file holds it."""
+    reference (:func:`samlab.results.reference`), as the file holds it, if the reference can
+    still be read (:func:`samlab.results.resolve_shared`); one that cannot (the run stored there
+    was deleted, or trained again) is not finished: running the experiment shares or trains it anew."""
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
+    readable = {(r["method"], r["seed"]) for r in results.resolve_shared(previous, path.parent, drop_unreadable=True)["runs"]}
     now = json.loads(json.dumps(config))
     old = previous.get("config") or {}
     rest = lambda cfg: {k: v for k, v in cfg.items() if k not in ("seeds", "methods")}  # noqa: E731
     if rest(old) != rest(now):
         return {}
     same = {label for label, cfg in now.get("methods", {}).items() if old.get("methods", {}).get(label) == cfg}
-    return {(r["method"], r["seed"]): r for r in previous["runs"] if r["seed"] in now["seeds"] and r["method"] in same}
+    return {(r["method"], r["seed"]): r for r in previous["runs"]
+            if r["seed"] in now["seeds"] and r["method"] in same and (r["method"], r["seed"]) in readable}
 
 
 def shared_finished(
@@ -222,6 +226,10 @@ def run(
         runs = {**(finished(path, config) if save else {}), **mine}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
+    if save:   # runs stored here that this configuration trains again, and that other files show: copied there first
+        for other in results.keep_referenced(path, finished(path, config)):
+            print(f"{name}: runs stored in {path.name} that this configuration trains again were copied into {other}'s file, "
+                  f"which refers to them", flush=True)
     shared = shared_finished(exp, profile, results_root) if share else {}
     # Seed-major, so that an interrupted sweep has every method for its first seeds; one dataset per seed.
     ds, ds_seed = None, None

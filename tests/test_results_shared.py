@@ -30,27 +30,42 @@ def folder(tmp_path):
 def test_a_reference_reads_the_stored_run_under_its_own_label(folder):
     stored = json.loads((folder / "first.json").read_text())["runs"][1]
     ref = results.reference("SAM ρ=0.05", stored, {"experiment": "first", "method": "SAM"})
-    assert ref == {"method": "SAM ρ=0.05", "seed": 1, "method_config": {"method": "sam", "rho": 0.05},
-                   "fit_overrides": {}, "shared_from": {"experiment": "first", "method": "SAM"}}
+    assert {k: v for k, v in ref.items() if k != "digest"} == {
+        "method": "SAM ρ=0.05", "seed": 1, "method_config": {"method": "sam", "rho": 0.05}, "fit_overrides": {},
+        "shared_from": {"experiment": "first", "method": "SAM"}}
+    assert results.is_reference(ref) and not results.is_reference(stored)
+    assert results.reference("again", ref, ref["shared_from"])["digest"] == ref["digest"]   # a reference to a reference
     _write(folder, "second", [ref, _run("SAM ρ=0.1", 1, 0.1, 0.5)])
     loaded = results.load("second", "cpu", folder.parent)
     assert loaded["runs"][0] == {**stored, "method": "SAM ρ=0.05", "shared_from": {"experiment": "first", "method": "SAM"}}
     assert loaded["runs"][1] == _run("SAM ρ=0.1", 1, 0.1, 0.5)  # a run of its own is untouched
-    assert len(json.dumps(ref)) < len(json.dumps(stored))  # the history is not stored twice
+    assert "history" not in json.loads((folder / "second.json").read_text())["runs"][0]  # not stored twice
+
+
+def _retrain_first(folder, **changes):
+    runs = json.loads((folder / "first.json").read_text())["runs"]
+    _write(folder, "first", [{**runs[0], **changes}, *runs[1:]])
 
 
 @pytest.mark.parametrize("broken, message", [
-    ({"shared_from": {"experiment": "absent", "method": "SAM"}}, "does not hold that run"),
-    ({"shared_from": {"experiment": "first", "method": "SGD"}, "seed": 1}, "does not hold that run"),
-    ({"method_config": {"method": "sam", "rho": 0.1}}, "settings have changed"),
+    (lambda folder: (folder / "first.json").unlink(), "that file does not exist"),
+    (lambda folder: _write(folder, "first", []), "that file does not hold the run"),
+    (lambda folder: _retrain_first(folder, test_at_val=0.42), r"not the one referred to \(it was trained again"),
+    (lambda folder: _retrain_first(folder, method_config={"method": "sam", "rho": 0.1}),
+     r"not the one referred to \(its method_config changed"),
 ])
 def test_a_reference_that_cannot_be_read_is_an_error_naming_it(folder, broken, message):
     stored = json.loads((folder / "first.json").read_text())["runs"][0]
-    ref = {**results.reference("SAM", stored, {"experiment": "first", "method": "SAM"}), **broken}
-    _write(folder, "second", [ref])
+    _write(folder, "second", [results.reference("SAM", stored, {"experiment": "first", "method": "SAM"}),
+                              _run("own", 0, 0.2, 0.6)])
+    assert results.load("second", "cpu", folder.parent)["runs"][0]["history"] == stored["history"]
+    broken(folder)
     with pytest.raises(ValueError, match=message) as err:
         results.load("second", "cpu", folder.parent)
-    assert "'second' 'SAM' seed" in str(err.value)
+    assert "result 'second', run 'SAM' seed 0, refers to 'SAM' in" in str(err.value) and "first.json" in str(err.value)
+    # ... or, for the runner's bookkeeping, left out (the runner then shares or trains it anew)
+    kept = results.resolve_shared(json.loads((folder / "second.json").read_text()), folder, drop_unreadable=True)
+    assert [r["method"] for r in kept["runs"]] == ["own"]
 
 
 def test_full_copies_are_replaced_by_references_only_when_identical(folder):
@@ -68,9 +83,34 @@ def test_full_copies_are_replaced_by_references_only_when_identical(folder):
     bad["history"][0]["test_acc"] = 0.99
     _write(folder, "third", [bad])
     text = (folder / "third.json").read_text()
-    with pytest.raises(ValueError, match="differs from the run it names as its source"):
+    with pytest.raises(ValueError, match="not the one referred to"):
         results.store_shared_once(folder / "third.json")
     assert (folder / "third.json").read_text() == text
+
+
+def test_runs_about_to_be_dropped_are_copied_into_the_files_that_refer_to_them(folder):
+    stored = json.loads((folder / "first.json").read_text())["runs"]
+    _write(folder, "second", [results.reference("s", stored[0], {"experiment": "first", "method": "SAM"}),
+                              results.reference("s", stored[1], {"experiment": "first", "method": "SAM"}),
+                              _run("own", 0, 0.2, 0.6)])
+    _write(folder, "third", [results.reference("g", stored[2], {"experiment": "first", "method": "SGD"})])
+    before = {name: results.load(name, "cpu", folder.parent) for name in ("second", "third")}
+    assert results.keep_referenced(folder / "first.json", keep={("SAM", 0), ("SAM", 1), ("SGD", 0)}) == []
+    # first is about to train SAM seed 1 again: second gets its own copy of it, nothing else changes
+    assert results.keep_referenced(folder / "first.json", keep={("SAM", 0), ("SGD", 0)}) == ["second"]
+    raw = json.loads((folder / "second.json").read_text())["runs"]
+    assert [results.is_reference(r) for r in raw] == [True, False, False]
+    assert raw[1] == {**stored[1], "method": "s", "shared_from": {"experiment": "first", "method": "SAM"}}
+    _retrain_first(folder)   # (seed 0 unchanged)
+    runs = json.loads((folder / "first.json").read_text())["runs"]
+    _write(folder, "first", [runs[0], {**runs[1], "test_at_val": 0.9}, runs[2]])   # SAM seed 1 trained again
+    assert {name: results.load(name, "cpu", folder.parent) for name in ("second", "third")} == before
+    note = results.shared_note({**before["second"], "experiment": "second", "profile": "cpu"}, root=folder.parent)
+    assert note.splitlines() == ["s seeds 0: the runs of first's 'SAM' (same settings, trained once and stored there)",
+                                 "s seeds 1: the runs of first's 'SAM' (same settings, trained once; a copy is kept here)"]
+    note = results.shared_note(results.load("first", "cpu", folder.parent), root=folder.parent)
+    assert note.splitlines() == ["SAM seeds 0: also the runs of second's 's' (stored here, read there)",
+                                 "SGD seeds 0: also the runs of third's 'g' (stored here, read there)"]   # not the new seed 1
 
 
 def test_every_committed_reference_resolves_to_a_run_with_its_settings():

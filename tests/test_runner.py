@@ -431,7 +431,7 @@ def test_a_run_another_experiment_trained_is_stored_once_not_retrained(tmp_path,
     for r in raw["runs"]:
         assert ("history" in r) == ("shared_from" not in r)
         if "shared_from" in r:
-            assert set(r) == {"method", "seed", "method_config", "fit_overrides", "shared_from"}
+            assert set(r) == {"method", "seed", "method_config", "fit_overrides", "shared_from", "digest"}
     # ... and loading it reads the stored run from tiny's file, under this experiment's label
     saved = results.load("tiny-twin", "smoke", tmp_path / "r")
     assert saved["runs"] == json.loads((tmp_path / "twin-as-returned.json").read_text())["runs"]
@@ -445,17 +445,48 @@ def test_a_run_another_experiment_trained_is_stored_once_not_retrained(tmp_path,
         "SAM seeds 0, 1: also the runs of tiny-twin's 'sam' (stored here, read there)",
         "SGD seeds 0, 1: also the runs of tiny-twin's 'SGD' (stored here, read there)"]
     # a third experiment sharing the twin's label refers to the file that stores the run, not to the twin
-    # a third experiment refers to each run in the file that stores it
-    triple = lambda profile: dataclasses.replace(  # noqa: E731
-        twin(profile), name="tiny-triple", methods={"s": {"method": "sam", "rho": 0.05}, "r": {"method": "sam", "rho": 0.1}})
-    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny-triple", triple)
+    # an experiment that sorts first refers through the twin's references to the file that stores each run
+    first_name = lambda profile: dataclasses.replace(  # noqa: E731
+        twin(profile), name="a-first", methods={"s": {"method": "sam", "rho": 0.05}, "r": {"method": "sam", "rho": 0.1}})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "a-first", first_name)
     calls.clear()
-    third = runner.run("tiny-triple", "smoke", **kw)
+    third = runner.run("a-first", "smoke", **kw)
     assert calls == [] and [(r["method"], r["shared_from"]) for r in third["runs"]] == [
         ("s", {"experiment": "tiny", "method": "SAM"})] * 2 + [("r", {"experiment": "tiny-twin", "method": "SAM ρ=0.1"})] * 2
-    assert results.shared_note(saved_first, root=tmp_path / "elsewhere") == (
-        "every run was trained for this experiment, and no other uses its runs")
+    # ... and one that finds the run first in a-first's file (a reference) still refers to tiny, which stores it
+    chain = lambda profile: dataclasses.replace(twin(profile), name="b-chain", methods={"x": {"method": "sam", "rho": 0.05}})  # noqa: E731
+    monkeypatch.setitem(experiments.EXPERIMENTS, "b-chain", chain)
+    assert runner.shared_finished(chain("smoke"), "smoke", tmp_path / "r")[("x", 0)][0] == "a-first"
+    assert [r["shared_from"] for r in runner.run("b-chain", "smoke", **kw)["runs"]] == [{"experiment": "tiny", "method": "SAM"}] * 2
+    assert calls == []
     # --no-share trains everything
     calls.clear()
     runner.run("tiny-twin", "smoke", share=False, results_root=tmp_path / "r2", checkpoint_root=tmp_path / "c2", progress=False)
     assert len(calls) == 6
+
+
+def test_retraining_the_experiment_that_stores_a_shared_run_loses_no_run_another_file_shows(tmp_path, tiny, monkeypatch):
+    kw = dict(results_root=tmp_path / "r", checkpoint_root=tmp_path / "c", progress=False)
+    twin = lambda profile: dataclasses.replace(tiny(profile), name="tiny-twin", methods={"sam": {"method": "sam", "rho": 0.05}})  # noqa: E731
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny-twin", twin)
+    runner.run("tiny", "smoke", **kw)
+    shown = runner.run("tiny-twin", "smoke", **kw)["runs"]
+    assert [r["shared_from"]["experiment"] for r in shown] == ["tiny", "tiny"]
+    # tiny is trained again for 3 epochs (a change of every run): the twin's file gets its own copies first
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", lambda profile: tiny_experiment(epochs=3))
+    runner.run("tiny", "smoke", **kw)
+    assert all(len(r["history"]) == 4 for r in results.load("tiny", "smoke", tmp_path / "r")["runs"])
+    assert results.load("tiny-twin", "smoke", tmp_path / "r")["runs"] == json.loads(json.dumps(shown))
+    raw = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())["runs"]
+    assert [len(r["history"]) for r in raw] == [3, 3]   # copies of the 2-epoch runs, kept
+    # a twin whose source file is gone: its references are not finished any more, and a run trains them
+    twin2 = lambda profile: dataclasses.replace(tiny_experiment(epochs=3), name="twin-2", methods={"SGD": {"method": "sgd"}})  # noqa: E731
+    monkeypatch.setitem(experiments.EXPERIMENTS, "twin-2", twin2)
+    assert all("shared_from" in r for r in runner.run("twin-2", "smoke", **kw)["runs"])
+    (tmp_path / "r" / "smoke" / "tiny.json").unlink()
+    with pytest.raises(ValueError, match="that file does not exist"):
+        results.load("twin-2", "smoke", tmp_path / "r")
+    path = results.path("twin-2", "smoke", tmp_path / "r")
+    assert runner.finished(path, twin2("smoke").config()) == {}
+    again = runner.run("twin-2", "smoke", **kw)["runs"]
+    assert [("shared_from" in r, len(r["history"])) for r in again] == [(False, 4), (False, 4)]   # trained anew
