@@ -214,9 +214,15 @@ class History:
     @property
     def val_epoch(self) -> int | None:
         """The epoch with the best smoothed noisy-validation accuracy (``None`` without validation)."""
-        if not self.has_validation:
-            return None
-        s = smoothed(self.column("val_acc"))
+        return self.epoch_chosen_on("val_acc") if self.has_validation else None
+
+    def epoch_chosen_on(self, key: str) -> int:
+        """The epoch with the best smoothed ``key`` (the first of a tie): ``"val_acc"`` is the reported
+        epoch (:attr:`val_epoch`); ``"val_acc_clean"``, the epoch a validation set with *true* labels
+        would choose, shows in a notebook what the noisy labels cost the choice (unavailable in practice)."""
+        if not self.records or any(r.get(key) is None for r in self.records):
+            raise ValueError(f"key must be recorded at every epoch of this history, got key={key!r}")
+        s = smoothed(self.column(key))
         return int(self.records[max(range(len(s)), key=s.__getitem__)]["epoch"])
 
     def at_epoch(self, epoch: int) -> dict[str, float]:

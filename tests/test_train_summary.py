@@ -44,6 +44,17 @@ def test_summary_by_hand():
     assert s["final_test_acc"] == 0.41 and s["final_noisy_fit"] == 0.9
 
 
+def test_the_epoch_chosen_on_another_curve_by_hand():
+    h = _history([0.1, 0.4, 0.5, 0.3], val=[0.1, 0.6, 0.2, 0.2])
+    for r, clean in zip(h.records, [0.1, 0.2, 0.5, 0.8]):
+        r["val_acc_clean"] = clean
+    # smoothed val: .35 .3 .333 .2 -> epoch 0; smoothed clean: .15 .267 .5 .65 -> epoch 3
+    assert h.epoch_chosen_on("val_acc") == h.val_epoch == 0
+    assert h.epoch_chosen_on("val_acc_clean") == 3 and h.at_epoch(3)["test_acc"] == 0.3
+    with pytest.raises(ValueError, match="key must be recorded at every epoch"):
+        _history([0.1, 0.3]).epoch_chosen_on("val_acc")
+
+
 def test_ties_pick_the_earliest_epoch_and_short_runs_average_what_they_have():
     s = _history([0.1, 0.3, 0.2], val=[0.5, 0.5, 0.5]).summary()  # exact in binary: a true tie
     assert s["val_epoch"] == 0 and s["test_at_val"] == 0.1
