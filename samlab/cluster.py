@@ -366,9 +366,10 @@ def status(
             row: dict[str, Any] = {"method": label, "seed": seed, "state": "missing", "detail": "", "log": None}
             jobs = manifest.get(_key(label, seed), [])
             if (label, seed) in done:
-                job, src = done[(label, seed)].get("job") or {}, done[(label, seed)].get("shared_from")
-                row["state"], row["detail"] = "done", (f"trained by {src['experiment']} ({src['method']}), stored there" if src
-                                                       else " ".join(f"{k} {v}" for k, v in job.items()))
+                run_ = done[(label, seed)]
+                src, stored = run_.get("shared_from"), "stored there" if results.is_reference(run_) else "a copy kept here"
+                row["state"], row["detail"] = "done", (f"trained by {src['experiment']} ({src['method']}), {stored}" if src
+                                                       else " ".join(f"{k} {v}" for k, v in (run_.get("job") or {}).items()))
                 rows.append(row)
                 continue
             if (label, seed) in shared:

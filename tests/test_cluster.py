@@ -325,3 +325,10 @@ def test_status_names_runs_another_experiment_has_trained(tmp_path, monkeypatch)
     rows = {(r["method"], r["seed"]): r for r in cluster.status("tiny-cluster-twin", PROFILE)}
     assert rows[("SGD", 0)]["state"] == "shared" and NAME in rows[("SGD", 0)]["detail"]
     assert {r["state"] for key, r in rows.items() if key != ("SGD", 0)} == {"missing"}
+    # once the twin is run, the run is done there: a reference to the file that stores it
+    runner.run("tiny-cluster-twin", PROFILE, only=["SGD"], seeds=[0], progress=False)
+    rows = {(r["method"], r["seed"]): r for r in cluster.status("tiny-cluster-twin", PROFILE)}
+    assert (rows[("SGD", 0)]["state"], rows[("SGD", 0)]["detail"]) == ("done", f"trained by {NAME} (SGD), stored there")
+    # ... until that file is gone: then it is shared no more, and missing
+    results.path(NAME, PROFILE).unlink()
+    assert cluster.status("tiny-cluster-twin", PROFILE)[0]["state"] == "missing"
