@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from samlab import data as data_mod
-from samlab import experiments, profiles, results, runner
+from samlab import experiments, profiles, results, runner, sharing
 
 __all__ = ["EXECUTORS", "INSTALL_HINT", "RunJob", "main", "sbatch_script", "status", "submit"]
 
@@ -367,7 +367,7 @@ def status(
             jobs = manifest.get(_key(label, seed), [])
             if (label, seed) in done:
                 run_ = done[(label, seed)]
-                src, stored = run_.get("shared_from"), "stored there" if results.is_reference(run_) else "a copy kept here"
+                src, stored = run_.get("shared_from"), "stored there" if sharing.is_reference(run_) else "a copy kept here"
                 row["state"], row["detail"] = "done", (f"trained by {src['experiment']} ({src['method']}), {stored}" if src
                                                        else " ".join(f"{k} {v}" for k, v in (run_.get("job") or {}).items()))
                 rows.append(row)

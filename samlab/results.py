@@ -1,20 +1,14 @@
-"""Result files: where they live, how they are written and read, and what is printed from them.
+"""Result files: what they hold, how they are read, and what is printed from them.
 
 A result file ``data/results/<profile>/<name>.json`` is written by :mod:`samlab.runner`
-(an experiment's runs) or by ``python -m samlab.bench --out`` (a benchmark). This module
-is the one place that knows their paths and their JSON: writing is atomic (a temporary
-file renamed over the old one, so a reader never sees half a file) and happens under a
-lock shared by every process that writes the same file, on one machine or on several
-sharing a file system (:func:`locked` says on which file systems). It also summarises a result
-(mean and spread over seeds, cost relative to SGD), prints its provenance, and writes
-the README's generated tables between their markers, and picks hyperparameters on
-validation accuracy (:func:`select_on_validation`).
-
-A run that two experiments share (same data, noise, model, training and method settings;
-:func:`samlab.experiments.shared_runs`) is stored once, in the file of the experiment that
-trained it. The other file holds a reference (:func:`reference`: label, seed and
-``shared_from``), which every reader here resolves from that file (:func:`resolve_shared`);
-:func:`shared_note` prints which runs are shared, both ways.
+(an experiment's runs) or by ``python -m samlab.bench --out`` (a benchmark), through
+:mod:`samlab.resultfiles` (its path, strict JSON written atomically, the lock shared by every
+process that writes it; ``path``, ``write`` and ``locked`` are re-exported here). This module
+reads them, resolving the runs stored in another experiment's file (:mod:`samlab.sharing`, whose
+``shared_note`` is re-exported for the notebooks); it summarises a result (mean and spread over
+seeds, cost relative to SGD), prints its provenance, writes the README's generated tables
+between their markers, and picks hyperparameters on validation accuracy
+(:func:`select_on_validation`).
 
 Taught in notebooks 03–07, which load committed results with :func:`load` and print
 :func:`describe` beside every figure.
@@ -22,19 +16,15 @@ Taught in notebooks 03–07, which load committed results with :func:`load` and 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
-import os
-import socket
 import statistics
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from samlab import data as data_mod
 from samlab import profiles, stats
+from samlab.resultfiles import locked, path, write
+from samlab.sharing import resolve_shared, shared_note
 from samlab.train import LAST, History, smoothed
 
 __all__ = [
@@ -44,18 +34,13 @@ __all__ = [
     "describe",
     "histories",
     "histories_by_seed",
-    "is_reference",
-    "keep_referenced",
     "load",
     "load_bench",
     "locked",
     "shared_note",
     "memorisation_contrast",
     "path",
-    "reference",
-    "resolve_shared",
     "select_on_validation",
-    "store_shared_once",
     "short",
     "summarise",
     "summary_text",
@@ -68,158 +53,9 @@ __all__ = [
 README_MARKERS = ("<!-- results-table:start -->", "<!-- results-table:end -->")
 
 
-def path(name: str, profile: str, root: Path | None = None) -> Path:
-    """``<root>/<profile>/<name>.json``; ``root`` defaults to ``data/results``."""
-    root = Path(root) if root is not None else data_mod.data_root() / "results"
-    return root / profile / f"{name}.json"
-
-
-def _finite(obj: Any) -> Any:
-    """NaN/inf -> None so result files are strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def write(file: Path, result: dict[str, Any]) -> None:
-    """Write ``result`` as strict JSON to ``file`` atomically (temporary file, then rename)."""
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f"{file.name}.{socket.gethostname()}.{os.getpid()}.tmp")  # unique across machines
-    tmp.write_text(json.dumps(_finite(result), indent=1))
-    tmp.replace(file)
-
-
-@contextlib.contextmanager
-def locked(file: Path) -> Iterator[None]:
-    """An exclusive lock on ``<file>.lock`` (:class:`filelock.FileLock`), so that several processes, on one
-    machine or on several sharing a file system, can merge into one file.
-
-    On Unix ``FileLock`` is ``flock(2)`` on the lock file: safe on local disks, on NFS where locking works
-    (NFSv4, or NFSv3 with the lock daemons; Linux emulates ``flock`` by NFS byte-range locks) and on Lustre
-    mounted with ``-o flock``. It does *not* exclude other machines on NFS mounted ``nolock`` or
-    ``local_lock=flock|all``, nor on Lustre mounted ``-o localflock``: there the lock is per machine. Where
-    ``flock`` is not implemented at all (``ENOSYS``), filelock falls back to ``SoftFileLock`` (a lock file
-    created with ``O_EXCL``) with a warning (older filelock versions raise instead)."""
-    import filelock
-
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(file.with_name(file.name + ".lock"))):
-        yield
-
-
 def _read(file: Path) -> dict[str, Any] | None:
     """The result in ``file`` with its shared runs resolved (:func:`resolve_shared`), or ``None``."""
     return resolve_shared(json.loads(file.read_text()), file.parent) if file.exists() else None
-
-
-def _digest(run: dict[str, Any]) -> str:
-    """A fingerprint of a stored run (everything but its label and ``shared_from``): a reference records
-    it, so that it cannot resolve to a run trained again after it was written."""
-    body = {k: v for k, v in run.items() if k not in ("method", "shared_from")}
-    return hashlib.sha256(json.dumps(_finite(body), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def is_reference(run: dict[str, Any]) -> bool:
-    """Whether ``run``, as a result file holds it, is a reference to a run stored in another file."""
-    return "shared_from" in run and "history" not in run
-
-
-def reference(label: str, run: dict[str, Any], source: dict[str, str]) -> dict[str, Any]:
-    """What a result file stores for a run trained by another experiment: this experiment's ``label``,
-    the run's seed and settings, ``shared_from`` = ``source`` (``{"experiment", "method"}``: the file and
-    label the full run is stored under) and the stored run's fingerprint. ``run`` is the stored run, or
-    another reference to it."""
-    digest = run["digest"] if is_reference(run) else _digest(run)
-    keys = ("seed", "method_config", "fit_overrides")
-    return {"method": label, **{k: run[k] for k in keys}, "shared_from": dict(source), "digest": digest}
-
-
-def _resolve(run: dict[str, Any], folder: Path, cache: dict[str, list[dict[str, Any]]], name: Any) -> dict[str, Any]:
-    src = run["shared_from"]
-    file = Path(folder) / f"{src['experiment']}.json"
-    if src["experiment"] not in cache:
-        cache[src["experiment"]] = json.loads(file.read_text()).get("runs", []) if file.exists() else []
-    where = f"result {name!r}, run {run['method']!r} seed {run['seed']}, refers to {src['method']!r} in {file}"
-    if not file.exists():
-        raise ValueError(f"{where}: that file does not exist. Train {name!r} again: the runner then shares or retrains it")
-    found = [r for r in cache[src["experiment"]] if (r["method"], r["seed"]) == (src["method"], run["seed"])]
-    if not found or is_reference(found[0]):
-        raise ValueError(f"{where}: that file does not hold the run. Train {name!r} again: the runner then shares or retrains it")
-    if _digest(found[0]) != run.get("digest"):
-        changed = [k for k in ("method_config", "fit_overrides") if found[0][k] != run[k]]
-        why = f"its {', '.join(changed)} changed" if changed else "it was trained again"
-        raise ValueError(f"{where}: the run stored there is not the one referred to ({why} since it was shared). "
-                         f"Train {name!r} again: the runner then shares or retrains it")
-    return {**found[0], "method": run["method"], "shared_from": dict(src)}
-
-
-def resolve_shared(result: dict[str, Any], folder: Path, *, drop_unreadable: bool = False) -> dict[str, Any]:
-    """``result`` with every reference (:func:`reference`) replaced by the run it names, read from
-    ``<folder>/<experiment>.json`` and relabelled with this result's label (``shared_from`` kept).
-    A reference that cannot be read (the file or the run is missing, or the run stored there is not the
-    one referred to: it was trained again) is an error naming both, or, with ``drop_unreadable``, left out."""
-    if "runs" not in result:
-        return result
-    cache: dict[str, list[dict[str, Any]]] = {}
-    runs = []
-    for run in result["runs"]:
-        try:
-            runs.append(_resolve(run, folder, cache, result.get("experiment")) if is_reference(run) else run)
-        except ValueError:
-            if not drop_unreadable:
-                raise
-    return {**result, "runs": runs}
-
-
-def store_shared_once(file: Path) -> int:
-    """Replace, in ``file``, each full copy of a shared run (written before runs were stored once) by its
-    :func:`reference`, after checking that the copy is the run stored in the source file (the same JSON);
-    under the file's lock. Returns how many copies were replaced."""
-    file = Path(file)
-    with locked(file):
-        raw = json.loads(file.read_text())
-        copies = [r for r in raw["runs"] if "shared_from" in r and not is_reference(r)]
-        refs = [reference(r["method"], r, r["shared_from"]) for r in copies]
-        resolve_shared({**raw, "runs": refs}, file.parent)   # each copy's fingerprint is its source's, or this raises
-        by_key = {(r["method"], r["seed"]): ref for r, ref in zip(copies, refs)}
-        if by_key:
-            write(file, {**raw, "runs": [by_key.get((r["method"], r["seed"]), r) for r in raw["runs"]]})
-        return len(copies)
-
-
-def keep_referenced(file: Path, keep: Collection[tuple[str, int]]) -> list[str]:
-    """Before the runs stored in ``file`` other than ``keep`` (``(label, seed)`` keys) are dropped (trained
-    again with other settings), copy each one that another result file of its folder refers to into that
-    file, in place of the reference (the full run, ``shared_from`` kept as its provenance): no file loses a
-    run it shows. Each referring file is rewritten under its own lock. Returns their names."""
-    file = Path(file)
-    if not file.exists():
-        return []
-    stored = json.loads(file.read_text()).get("runs", [])
-    dropped = {(r["method"], r["seed"]): r for r in stored if not is_reference(r) and (r["method"], r["seed"]) not in keep}
-    changed = []
-    for other in sorted(file.parent.glob("*.json")) if dropped else []:
-        if other == file:
-            continue
-        with locked(other):
-            raw = json.loads(other.read_text())
-            runs, copied = [], 0
-            for r in raw.get("runs", []):
-                original = dropped.get((r["shared_from"]["method"], r["seed"])) if (
-                    is_reference(r) and r["shared_from"]["experiment"] == file.stem) else None
-                if original is not None and _digest(original) == r.get("digest"):
-                    r, copied = {**original, "method": r["method"], "shared_from": r["shared_from"]}, copied + 1
-                runs.append(r)
-            if copied:
-                write(other, {**raw, "runs": runs})
-                changed.append(other.stem)
-    return changed
 
 
 def load(name: str, profile: str | None = None, root: Path | None = None) -> dict[str, Any] | None:
@@ -260,37 +96,6 @@ def describe(result: dict[str, Any]) -> str:
         f"run of {result['date']} on {result['hardware']}, samlab {result['samlab']} ({result['git_commit']})",
         f"command: {result['command']}",
     ])
-
-
-def shared_note(result: dict[str, Any], root: Path | None = None) -> str:
-    """Which runs of ``result`` are also another experiment's, both ways: runs trained for another
-    experiment (``shared_from``), and runs of this one that another result file of the same profile
-    (under ``root``, default ``data/results``) shows: the very same run, by its fingerprint. Each line
-    says where the run is stored (once, read through a reference; or a copy, where the experiment that
-    trained it was trained again with other settings, :func:`keep_referenced`). One line per (label,
-    other experiment); the same runs are then not independent evidence in two notebooks.
-    ``"every run was trained for this experiment, and no other uses its runs"`` when none is."""
-    name, profile = result.get("experiment"), result.get("profile")
-    files = sorted(path(name, profile, root).parent.glob("*.json")) if name and profile else []
-    raw = {f.stem: json.loads(f.read_text()).get("runs", []) for f in files}
-    here_refs = {(r["method"], r["seed"]) for r in raw.get(name, []) if is_reference(r)}
-    mine = {_digest(r): r for r in result["runs"] if "shared_from" not in r}
-    trained_there: dict[tuple[str, str], list[int]] = {}   # (label here, what it is) -> seeds
-    used_there: dict[tuple[str, str], list[int]] = {}
-    for r in result["runs"]:
-        if src := r.get("shared_from"):
-            where = " and stored there" if (r["method"], r["seed"]) in here_refs else "; a copy is kept here"
-            text = f"the runs of {src['experiment']}'s {src['method']!r} (same settings, trained once{where})"
-            trained_there.setdefault((r["method"], text), []).append(r["seed"])
-    for other, runs in raw.items():
-        for r in runs if other != name else []:
-            digest = r.get("digest") if is_reference(r) else _digest(r)
-            if (src := r.get("shared_from")) and src["experiment"] == name and digest in mine:
-                where = "stored here, read there" if is_reference(r) else "a copy is kept there"
-                used_there.setdefault((mine[digest]["method"], f"also the runs of {other}'s {r['method']!r} ({where})"), []).append(r["seed"])
-    lines = [f"{label} seeds {', '.join(map(str, sorted(seeds)))}: {text}"
-             for (label, text), seeds in [*trained_there.items(), *sorted(used_there.items())]]
-    return "\n".join(lines) or "every run was trained for this experiment, and no other uses its runs"
 
 
 def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, History]:

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from samlab import data as data_mod
-from samlab import experiments, hardware, methods, models, profiles, provenance, results, train
+from samlab import experiments, hardware, methods, models, profiles, provenance, results, sharing, train
 from samlab.confusion import confusion, confusion_counts
 
 __all__ = ["checkpoint_path", "dataset_for_seed", "finished", "grid", "load_or_run", "main", "run", "run_parallel"]
@@ -93,13 +93,13 @@ def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[s
     (a method's radius set from a tuning sweep, a method added or removed) keeps the runs of
     every method whose configuration did not change. Any other change (data, noise, model,
     training) keeps nothing. A run stored in another experiment's file is returned as its
-    reference (:func:`samlab.results.reference`), as the file holds it, if the reference can
-    still be read (:func:`samlab.results.resolve_shared`); one that cannot (the run stored there
+    reference (:func:`samlab.sharing.reference`), as the file holds it, if the reference can
+    still be read (:func:`samlab.sharing.resolve_shared`); one that cannot (the run stored there
     was deleted, or trained again) is not finished: running the experiment shares or trains it anew."""
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
-    readable = {(r["method"], r["seed"]) for r in results.resolve_shared(previous, path.parent, drop_unreadable=True)["runs"]}
+    readable = {(r["method"], r["seed"]) for r in sharing.resolve_shared(previous, path.parent, drop_unreadable=True)["runs"]}
     now = json.loads(json.dumps(config))
     old = previous.get("config") or {}
     rest = lambda cfg: {k: v for k, v in cfg.items() if k not in ("seeds", "methods")}  # noqa: E731
@@ -170,9 +170,9 @@ def run(
 
     With ``share`` (default), a run that another experiment has already trained with the
     very same settings (:func:`shared_finished`) is not trained again: this result file
-    stores a reference to it (:func:`samlab.results.reference`: this experiment's label and
+    stores a reference to it (:func:`samlab.sharing.reference`: this experiment's label and
     ``shared_from`` = ``{"experiment", "method"}`` of the file that stores the run), and
-    every reader resolves it from there (:func:`samlab.results.resolve_shared`; the returned
+    every reader resolves it from there (:func:`samlab.sharing.resolve_shared`; the returned
     result holds the full run). Notebooks that show both experiments say that those are the
     same runs (:func:`samlab.results.shared_note`).
 
@@ -227,7 +227,7 @@ def run(
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
     if save:   # runs stored here that this configuration trains again, and that other files show: copied there first
-        for other in results.keep_referenced(path, finished(path, config)):
+        for other in sharing.keep_referenced(path, finished(path, config)):
             print(f"{name}: runs stored in {path.name} that this configuration trains again were copied into {other}'s file, "
                   f"which refers to them", flush=True)
     shared = shared_finished(exp, profile, results_root) if share else {}
@@ -239,7 +239,7 @@ def run(
         if (label, seed) in shared:
             other, original = shared[(label, seed)]
             source = original.get("shared_from") or {"experiment": other, "method": original["method"]}  # the first training
-            mine[(label, seed)] = results.reference(label, original, source)
+            mine[(label, seed)] = sharing.reference(label, original, source)
             if progress:
                 print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
             if save:
@@ -283,11 +283,11 @@ def run(
             with results.locked(path):
                 results.write(path, merged())
     if not save:
-        return results.resolve_shared(merged(), path.parent)
+        return sharing.resolve_shared(merged(), path.parent)
     with results.locked(path):
         final = merged()
         results.write(path, final)
-    return results.resolve_shared(final, path.parent)
+    return sharing.resolve_shared(final, path.parent)
 
 
 def load_or_run(name: str, profile: str | None = None, *, rerun: bool = False, **run_kwargs: Any) -> dict[str, Any]:

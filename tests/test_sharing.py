@@ -1,5 +1,5 @@
 """Shared runs are stored once: a result file refers to a run another experiment's file stores
-(samlab.results.reference / resolve_shared / store_shared_once), checked on hand-made files."""
+(samlab.sharing.reference / resolve_shared / store_shared_once), checked on hand-made files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from samlab import results
+from samlab import results, sharing
 
 
 def _run(label: str, seed: int, rho: float, acc: float) -> dict:
@@ -29,12 +29,12 @@ def folder(tmp_path):
 
 def test_a_reference_reads_the_stored_run_under_its_own_label(folder):
     stored = json.loads((folder / "first.json").read_text())["runs"][1]
-    ref = results.reference("SAM ρ=0.05", stored, {"experiment": "first", "method": "SAM"})
+    ref = sharing.reference("SAM ρ=0.05", stored, {"experiment": "first", "method": "SAM"})
     assert {k: v for k, v in ref.items() if k != "digest"} == {
         "method": "SAM ρ=0.05", "seed": 1, "method_config": {"method": "sam", "rho": 0.05}, "fit_overrides": {},
         "shared_from": {"experiment": "first", "method": "SAM"}}
-    assert results.is_reference(ref) and not results.is_reference(stored)
-    assert results.reference("again", ref, ref["shared_from"])["digest"] == ref["digest"]   # a reference to a reference
+    assert sharing.is_reference(ref) and not sharing.is_reference(stored)
+    assert sharing.reference("again", ref, ref["shared_from"])["digest"] == ref["digest"]   # a reference to a reference
     _write(folder, "second", [ref, _run("SAM ρ=0.1", 1, 0.1, 0.5)])
     loaded = results.load("second", "cpu", folder.parent)
     assert loaded["runs"][0] == {**stored, "method": "SAM ρ=0.05", "shared_from": {"experiment": "first", "method": "SAM"}}
@@ -56,7 +56,7 @@ def _retrain_first(folder, **changes):
 ])
 def test_a_reference_that_cannot_be_read_is_an_error_naming_it(folder, broken, message):
     stored = json.loads((folder / "first.json").read_text())["runs"][0]
-    _write(folder, "second", [results.reference("SAM", stored, {"experiment": "first", "method": "SAM"}),
+    _write(folder, "second", [sharing.reference("SAM", stored, {"experiment": "first", "method": "SAM"}),
                               _run("own", 0, 0.2, 0.6)])
     assert results.load("second", "cpu", folder.parent)["runs"][0]["history"] == stored["history"]
     broken(folder)
@@ -64,7 +64,7 @@ def test_a_reference_that_cannot_be_read_is_an_error_naming_it(folder, broken, m
         results.load("second", "cpu", folder.parent)
     assert "result 'second', run 'SAM' seed 0, refers to 'SAM' in" in str(err.value) and "first.json" in str(err.value)
     # ... or, for the runner's bookkeeping, left out (the runner then shares or trains it anew)
-    kept = results.resolve_shared(json.loads((folder / "second.json").read_text()), folder, drop_unreadable=True)
+    kept = sharing.resolve_shared(json.loads((folder / "second.json").read_text()), folder, drop_unreadable=True)
     assert [r["method"] for r in kept["runs"]] == ["own"]
 
 
@@ -73,33 +73,33 @@ def test_full_copies_are_replaced_by_references_only_when_identical(folder):
     copies = [{**r, "method": "twin SAM", "shared_from": {"experiment": "first", "method": "SAM"}} for r in stored[:2]]
     _write(folder, "second", [copies[0], _run("own", 0, 0.2, 0.6), copies[1]])
     before = results.load("second", "cpu", folder.parent)
-    assert results.store_shared_once(folder / "second.json") == 2
+    assert sharing.store_shared_once(folder / "second.json") == 2
     raw = json.loads((folder / "second.json").read_text())["runs"]
     assert ["history" in r for r in raw] == [False, True, False]
     assert results.load("second", "cpu", folder.parent) == before  # what readers see is unchanged
-    assert results.store_shared_once(folder / "second.json") == 0  # nothing left to replace
+    assert sharing.store_shared_once(folder / "second.json") == 0  # nothing left to replace
     # a "copy" that is not the stored run (another history) is refused, and the file left as it was
     bad = copy.deepcopy(copies[0])
     bad["history"][0]["test_acc"] = 0.99
     _write(folder, "third", [bad])
     text = (folder / "third.json").read_text()
     with pytest.raises(ValueError, match="not the one referred to"):
-        results.store_shared_once(folder / "third.json")
+        sharing.store_shared_once(folder / "third.json")
     assert (folder / "third.json").read_text() == text
 
 
 def test_runs_about_to_be_dropped_are_copied_into_the_files_that_refer_to_them(folder):
     stored = json.loads((folder / "first.json").read_text())["runs"]
-    _write(folder, "second", [results.reference("s", stored[0], {"experiment": "first", "method": "SAM"}),
-                              results.reference("s", stored[1], {"experiment": "first", "method": "SAM"}),
+    _write(folder, "second", [sharing.reference("s", stored[0], {"experiment": "first", "method": "SAM"}),
+                              sharing.reference("s", stored[1], {"experiment": "first", "method": "SAM"}),
                               _run("own", 0, 0.2, 0.6)])
-    _write(folder, "third", [results.reference("g", stored[2], {"experiment": "first", "method": "SGD"})])
+    _write(folder, "third", [sharing.reference("g", stored[2], {"experiment": "first", "method": "SGD"})])
     before = {name: results.load(name, "cpu", folder.parent) for name in ("second", "third")}
-    assert results.keep_referenced(folder / "first.json", keep={("SAM", 0), ("SAM", 1), ("SGD", 0)}) == []
+    assert sharing.keep_referenced(folder / "first.json", keep={("SAM", 0), ("SAM", 1), ("SGD", 0)}) == []
     # first is about to train SAM seed 1 again: second gets its own copy of it, nothing else changes
-    assert results.keep_referenced(folder / "first.json", keep={("SAM", 0), ("SGD", 0)}) == ["second"]
+    assert sharing.keep_referenced(folder / "first.json", keep={("SAM", 0), ("SGD", 0)}) == ["second"]
     raw = json.loads((folder / "second.json").read_text())["runs"]
-    assert [results.is_reference(r) for r in raw] == [True, False, False]
+    assert [sharing.is_reference(r) for r in raw] == [True, False, False]
     assert raw[1] == {**stored[1], "method": "s", "shared_from": {"experiment": "first", "method": "SAM"}}
     _retrain_first(folder)   # (seed 0 unchanged)
     runs = json.loads((folder / "first.json").read_text())["runs"]
