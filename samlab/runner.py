@@ -99,12 +99,12 @@ def finished(path: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict[s
     if not path.exists():
         return {}
     previous = json.loads(path.read_text())
-    readable = {(r["method"], r["seed"]) for r in sharing.resolve_shared(previous, path.parent, drop_unreadable=True)["runs"]}
     now = json.loads(json.dumps(config))
     old = previous.get("config") or {}
     rest = lambda cfg: {k: v for k, v in cfg.items() if k not in ("seeds", "methods")}  # noqa: E731
     if rest(old) != rest(now):
         return {}
+    readable = {(r["method"], r["seed"]) for r in sharing.resolve_shared(previous, path.parent, drop_unreadable=True)["runs"]}
     same = {label for label, cfg in now.get("methods", {}).items() if old.get("methods", {}).get(label) == cfg}
     return {(r["method"], r["seed"]): r for r in previous["runs"]
             if r["seed"] in now["seeds"] and r["method"] in same and (r["method"], r["seed"]) in readable}
