@@ -435,7 +435,7 @@ def _print_status(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         log = f"  log: {row['log']}" if row["state"] == "failed" and row["log"] else ""
         print(f"  {row['method']:16s} seed {row['seed']:<3d} {row['state']:8s} {row['detail']}{log}")
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "failed", "missing", "unknown")}
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "shared", "running", "failed", "missing", "unknown")}
     print("  " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
 
 

@@ -138,6 +138,14 @@ def shared_finished(
     return found
 
 
+def _reference(label: str, other: str, original: dict[str, Any]) -> dict[str, Any]:
+    """The reference this experiment stores, under ``label``, to ``original``, a run ``other``'s file holds:
+    to the file that stores the run (``original``'s own source if ``original`` is itself a reference; a run
+    kept in ``other``'s file as a copy is stored there)."""
+    source = original["shared_from"] if sharing.is_reference(original) else {"experiment": other, "method": original["method"]}
+    return sharing.reference(label, original, source)
+
+
 def grid(
     exp: experiments.Experiment, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None
 ) -> list[tuple[str, int]]:
@@ -223,8 +231,15 @@ def run(
     mine: dict[tuple[str, int], dict[str, Any]] = {}
 
     def merged() -> dict[str, Any]:
-        runs = {**(finished(path, config) if save else {}), **mine}
+        # a run trained here wins; a reference of this process loses to what the file holds for that key by now
+        # (another process may have replaced it by a copy of the run: sharing.keep_referenced)
+        refs = {key: run for key, run in mine.items() if sharing.is_reference(run)}
+        trained = {key: run for key, run in mine.items() if key not in refs}
+        runs = {**refs, **(finished(path, config) if save else {}), **trained}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
+
+    def readable(ref: dict[str, Any]) -> bool:
+        return bool(sharing.resolve_shared({"experiment": name, "runs": [ref]}, path.parent, drop_unreadable=True)["runs"])
 
     if save:   # runs stored here that this configuration trains again, and that other files show: copied there first
         for other in sharing.keep_referenced(path, finished(path, config)):
@@ -236,10 +251,16 @@ def run(
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
         if (label, seed) not in wanted or (save and (label, seed) in finished(path, config)):
             continue
+        if (label, seed) in shared and not readable(_reference(label, *shared[(label, seed)])):
+            # the other file changed since this run started (trained again by another process): look again, else train
+            again = shared_finished(exp, profile, results_root).get((label, seed))
+            if again is not None and readable(_reference(label, *again)):
+                shared[(label, seed)] = again
+            else:
+                del shared[(label, seed)]
         if (label, seed) in shared:
             other, original = shared[(label, seed)]
-            source = original.get("shared_from") or {"experiment": other, "method": original["method"]}  # the first training
-            mine[(label, seed)] = sharing.reference(label, original, source)
+            mine[(label, seed)] = _reference(label, other, original)
             if progress:
                 print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
             if save:

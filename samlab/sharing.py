@@ -7,7 +7,8 @@ for the first experiment, and stores it in that experiment's result file. The ot
 label the run is stored under) and the stored run's fingerprint, so that the reference cannot resolve to a
 run trained again later. Every reader resolves references (:func:`resolve_shared`; :func:`samlab.results.load`
 does). Before an experiment trains again runs that another file refers to (its settings changed), the
-runner copies them into that file (:func:`keep_referenced`): no notebook loses the runs it shows.
+runner copies them into that file (:func:`keep_referenced`): no notebook loses the runs it shows. (So a
+result file is not to be deleted or moved aside to train an experiment afresh while others refer to it.)
 :func:`shared_note` prints, for a notebook, which runs of a result are another experiment's too: the same
 runs are not independent evidence in two notebooks.
 """
@@ -54,7 +55,8 @@ def _resolve(run: dict[str, Any], folder: Path, cache: dict[str, list[dict[str, 
         cache[src["experiment"]] = json.loads(file.read_text()).get("runs", []) if file.exists() else []
     where = f"result {name!r}, run {run['method']!r} seed {run['seed']}, refers to {src['method']!r} in {file}"
     if not file.exists():
-        raise ValueError(f"{where}: that file does not exist. Train {name!r} again: the runner then shares or retrains it")
+        raise ValueError(f"{where}: that file does not exist. If it was moved or renamed, put it back; "
+                         f"otherwise train {name!r} again: the runner then shares or retrains it")
     found = [r for r in cache[src["experiment"]] if (r["method"], r["seed"]) == (src["method"], run["seed"])]
     if not found or is_reference(found[0]):
         raise ValueError(f"{where}: that file does not hold the run. Train {name!r} again: the runner then shares or retrains it")
@@ -86,18 +88,19 @@ def resolve_shared(result: dict[str, Any], folder: Path, *, drop_unreadable: boo
 
 def store_shared_once(file: Path) -> int:
     """Replace, in ``file``, each full copy of a shared run (written before runs were stored once) by its
-    :func:`reference`, after checking that the copy is the run stored in the source file (the same JSON);
-    under the file's lock. Returns how many copies were replaced."""
+    :func:`reference`, where the source file still holds that very run (the same fingerprint); a copy
+    whose source no longer does (kept there by :func:`keep_referenced`) stays. Under the file's lock.
+    Returns how many copies were replaced."""
     file = Path(file)
     with locked(file):
         raw = json.loads(file.read_text())
-        copies = [r for r in raw["runs"] if "shared_from" in r and not is_reference(r)]
-        refs = [reference(r["method"], r, r["shared_from"]) for r in copies]
-        resolve_shared({**raw, "runs": refs}, file.parent)   # each copy's fingerprint is its source's, or this raises
-        by_key = {(r["method"], r["seed"]): ref for r, ref in zip(copies, refs)}
-        if by_key:
-            write(file, {**raw, "runs": [by_key.get((r["method"], r["seed"]), r) for r in raw["runs"]]})
-        return len(copies)
+        refs = {(r["method"], r["seed"]): reference(r["method"], r, r["shared_from"])
+                for r in raw["runs"] if "shared_from" in r and not is_reference(r)}
+        readable = resolve_shared({**raw, "runs": list(refs.values())}, file.parent, drop_unreadable=True)["runs"]
+        refs = {key: refs[key] for key in ((r["method"], r["seed"]) for r in readable)}
+        if refs:
+            write(file, {**raw, "runs": [refs.get((r["method"], r["seed"]), r) for r in raw["runs"]]})
+        return len(refs)
 
 
 def keep_referenced(file: Path, keep: Collection[tuple[str, int]]) -> list[str]:
@@ -141,12 +144,14 @@ def shared_note(result: dict[str, Any], root: Path | None = None) -> str:
     files = sorted(path(name, profile, root).parent.glob("*.json")) if name and profile else []
     raw = {f.stem: json.loads(f.read_text()).get("runs", []) for f in files}
     here_refs = {(r["method"], r["seed"]) for r in raw.get(name, []) if is_reference(r)}
-    mine = {_digest(r): r for r in result["runs"] if "shared_from" not in r}
+    # the full run is in this file (a result run without saving, under smoke, has none: its shared runs are read there)
+    kept_here = lambda r: name in raw and (r["method"], r["seed"]) not in here_refs  # noqa: E731
+    mine = {_digest(r): r for r in result["runs"] if "shared_from" not in r or kept_here(r)}
     trained_there: dict[tuple[str, str], list[int]] = {}   # (label here, what it is) -> seeds
     used_there: dict[tuple[str, str], list[int]] = {}
     for r in result["runs"]:
         if src := r.get("shared_from"):
-            where = " and stored there" if (r["method"], r["seed"]) in here_refs else "; a copy is kept here"
+            where = "; a copy is kept here" if kept_here(r) else " and stored there"
             text = f"the runs of {src['experiment']}'s {src['method']!r} (same settings, trained once{where})"
             trained_there.setdefault((r["method"], text), []).append(r["seed"])
     for other, runs in raw.items():

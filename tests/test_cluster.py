@@ -314,7 +314,7 @@ def test_status_reads_slurm_job_states_from_sacct(tmp_path, monkeypatch):
     assert rows[("SAM", 1)]["detail"] == f"Slurm job {base}_3 CANCELLED by 0 without a result"
 
 
-def test_status_names_runs_another_experiment_has_trained(tmp_path, monkeypatch):
+def test_status_names_runs_another_experiment_has_trained(tmp_path, monkeypatch, capsys):
     import dataclasses
 
     monkeypatch.setenv("SAMLAB_DATA", str(tmp_path))
@@ -325,6 +325,8 @@ def test_status_names_runs_another_experiment_has_trained(tmp_path, monkeypatch)
     rows = {(r["method"], r["seed"]): r for r in cluster.status("tiny-cluster-twin", PROFILE)}
     assert rows[("SGD", 0)]["state"] == "shared" and NAME in rows[("SGD", 0)]["detail"]
     assert {r["state"] for key, r in rows.items() if key != ("SGD", 0)} == {"missing"}
+    cluster._print_status(list(rows.values()))
+    assert capsys.readouterr().out.splitlines()[-1] == f"  1 shared, {len(rows) - 1} missing"
     # once the twin is run, the run is done there: a reference to the file that stores it
     runner.run("tiny-cluster-twin", PROFILE, only=["SGD"], seeds=[0], progress=False)
     rows = {(r["method"], r["seed"]): r for r in cluster.status("tiny-cluster-twin", PROFILE)}

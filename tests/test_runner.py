@@ -479,6 +479,16 @@ def test_retraining_the_experiment_that_stores_a_shared_run_loses_no_run_another
     assert results.load("tiny-twin", "smoke", tmp_path / "r")["runs"] == json.loads(json.dumps(shown))
     raw = json.loads((tmp_path / "r" / "smoke" / "tiny-twin.json").read_text())["runs"]
     assert [len(r["history"]) for r in raw] == [3, 3]   # copies of the 2-epoch runs, kept
+    assert results.shared_note(results.load("tiny-twin", "smoke", tmp_path / "r"), root=tmp_path / "r") == (
+        "sam seeds 0, 1: the runs of tiny's 'SAM' (same settings, trained once; a copy is kept here)")
+    # a new 2-epoch experiment finds those runs in the twin's file, and refers to the twin, which stores them now
+    third = lambda profile: dataclasses.replace(twin(profile), name="tiny-third", methods={"x": {"method": "sam", "rho": 0.05}})  # noqa: E731
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny-third", third)
+    got = runner.run("tiny-third", "smoke", **kw)["runs"]
+    assert [r["shared_from"] for r in got] == [{"experiment": "tiny-twin", "method": "sam"}] * 2
+    assert [r["history"] for r in got] == [r["history"] for r in json.loads(json.dumps(shown))]
+    assert results.shared_note(results.load("tiny-twin", "smoke", tmp_path / "r"), root=tmp_path / "r").splitlines()[1:] == [
+        "sam seeds 0, 1: also the runs of tiny-third's 'x' (stored here, read there)"]
     # a twin whose source file is gone: its references are not finished any more, and a run trains them
     twin2 = lambda profile: dataclasses.replace(tiny_experiment(epochs=3), name="twin-2", methods={"SGD": {"method": "sgd"}})  # noqa: E731
     monkeypatch.setitem(experiments.EXPERIMENTS, "twin-2", twin2)
