@@ -238,9 +238,6 @@ def run(
         runs = {**refs, **(finished(path, config) if save else {}), **trained}
         return {**result, "runs": [runs[key] for key in order if key in runs]}
 
-    def readable(ref: dict[str, Any]) -> bool:
-        return bool(sharing.resolve_shared({"experiment": name, "runs": [ref]}, path.parent, drop_unreadable=True)["runs"])
-
     if save:   # runs stored here that this configuration trains again, and that other files show: copied there first
         for other in sharing.keep_referenced(path, finished(path, config)):
             print(f"{name}: runs stored in {path.name} that this configuration trains again were copied into {other}'s file, "
@@ -251,10 +248,10 @@ def run(
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
         if (label, seed) not in wanted or (save and (label, seed) in finished(path, config)):
             continue
-        if (label, seed) in shared and not readable(_reference(label, *shared[(label, seed)])):
+        if (label, seed) in shared and not sharing.readable(_reference(label, *shared[(label, seed)]), path.parent):
             # the other file changed since this run started (trained again by another process): look again, else train
             again = shared_finished(exp, profile, results_root).get((label, seed))
-            if again is not None and readable(_reference(label, *again)):
+            if again is not None and sharing.readable(_reference(label, *again), path.parent):
                 shared[(label, seed)] = again
             else:
                 del shared[(label, seed)]

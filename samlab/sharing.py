@@ -23,7 +23,7 @@ from typing import Any
 
 from samlab.resultfiles import finite, locked, path, write
 
-__all__ = ["is_reference", "keep_referenced", "reference", "resolve_shared", "shared_note", "store_shared_once"]
+__all__ = ["is_reference", "keep_referenced", "readable", "reference", "resolve_shared", "shared_note", "store_shared_once"]
 
 
 def _digest(run: dict[str, Any]) -> str:
@@ -54,18 +54,26 @@ def _resolve(run: dict[str, Any], folder: Path, cache: dict[str, list[dict[str, 
     if src["experiment"] not in cache:
         cache[src["experiment"]] = json.loads(file.read_text()).get("runs", []) if file.exists() else []
     where = f"result {name!r}, run {run['method']!r} seed {run['seed']}, refers to {src['method']!r} in {file}"
+    retrain = f"train {name!r} again: the runner then shares or retrains it"
     if not file.exists():
-        raise ValueError(f"{where}: that file does not exist. If it was moved or renamed, put it back; "
-                         f"otherwise train {name!r} again: the runner then shares or retrains it")
+        raise ValueError(f"{where}: that file does not exist. If it was moved or renamed, put it back; otherwise {retrain}")
     found = [r for r in cache[src["experiment"]] if (r["method"], r["seed"]) == (src["method"], run["seed"])]
     if not found or is_reference(found[0]):
-        raise ValueError(f"{where}: that file does not hold the run. Train {name!r} again: the runner then shares or retrains it")
+        raise ValueError(f"{where}: that file does not hold the run. To read it, {retrain}")
     if _digest(found[0]) != run.get("digest"):
         changed = [k for k in ("method_config", "fit_overrides") if found[0][k] != run[k]]
         why = f"its {', '.join(changed)} changed" if changed else "it was trained again"
-        raise ValueError(f"{where}: the run stored there is not the one referred to ({why} since it was shared). "
-                         f"Train {name!r} again: the runner then shares or retrains it")
+        raise ValueError(f"{where}: the run stored there is not the one referred to ({why} since it was shared). To read it, {retrain}")
     return {**found[0], "method": run["method"], "shared_from": dict(src)}
+
+
+def readable(run: dict[str, Any], folder: Path) -> bool:
+    """Whether the reference ``run`` can be read from ``folder`` now (:func:`resolve_shared` would not raise)."""
+    try:
+        _resolve(run, folder, {}, None)
+    except ValueError:
+        return False
+    return True
 
 
 def resolve_shared(result: dict[str, Any], folder: Path, *, drop_unreadable: bool = False) -> dict[str, Any]:
@@ -112,7 +120,7 @@ def keep_referenced(file: Path, keep: Collection[tuple[str, int]]) -> list[str]:
     if not file.exists():
         return []
     stored = json.loads(file.read_text()).get("runs", [])
-    dropped = {(r["method"], r["seed"]): r for r in stored if not is_reference(r) and (r["method"], r["seed"]) not in keep}
+    dropped = {(r["method"], r["seed"]): (r, _digest(r)) for r in stored if not is_reference(r) and (r["method"], r["seed"]) not in keep}
     changed = []
     for other in sorted(file.parent.glob("*.json")) if dropped else []:
         if other == file:
@@ -121,9 +129,9 @@ def keep_referenced(file: Path, keep: Collection[tuple[str, int]]) -> list[str]:
             raw = json.loads(other.read_text())
             runs, copied = [], 0
             for r in raw.get("runs", []):
-                original = dropped.get((r["shared_from"]["method"], r["seed"])) if (
-                    is_reference(r) and r["shared_from"]["experiment"] == file.stem) else None
-                if original is not None and _digest(original) == r.get("digest"):
+                original, digest = dropped.get((r["shared_from"]["method"], r["seed"]), (None, None)) if (
+                    is_reference(r) and r["shared_from"]["experiment"] == file.stem) else (None, None)
+                if original is not None and digest == r.get("digest"):
                     r, copied = {**original, "method": r["method"], "shared_from": r["shared_from"]}, copied + 1
                 runs.append(r)
             if copied:
