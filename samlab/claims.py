@@ -1,13 +1,15 @@
 """The papers' claims, checked on result files of :mod:`samlab.experiments`.
 
-Each function returns a list of ``{"claim", "holds", "evidence"}`` dicts, so that a
-notebook can print every claim with the numbers it rests on and assert exactly what the
-data shows. The paired comparisons over seeds (:func:`paired_claims`,
-:func:`paired_family`) are tested with :mod:`samlab.stats` (paired t, Holm's correction,
-a verdict per claim); the older :func:`structured_noise_claims` compares means only (the
-earlier protocol of notebook 07, until its five-seed rewrite). Taught in notebook 03 (Baek et
-al.'s logit/Jacobian ablation); notebooks 05–07 add the cost, paired-seed and structured-noise
-comparisons.
+Every claim is a dict with ``"claim"`` (its wording, for printing), ``"holds"``, ``"verdict"``
+and ``"evidence"``, so that a notebook can print each claim with the numbers it rests on and
+assert exactly what the data shows. The comparisons are paired over seeds and tested with
+:mod:`samlab.stats` (paired t, Holm's correction over a family, a verdict per claim):
+:func:`paired_family` for the pre-registered families of notebooks 03 and 05–07
+(:mod:`samlab.preregistered`) and for notebook 04's GPU comparison, :func:`phase_claims` for
+notebook 00's two phases. The per-run quantities a claim can compare are :data:`QUANTITIES`;
+the confusion-matrix helpers (:func:`per_class_accuracy`, :func:`final_confusion`,
+:func:`noise_source_classes`) serve notebook 07's descriptions, :func:`recovery` notebook 05's
+table.
 """
 
 from __future__ import annotations
@@ -21,24 +23,19 @@ from samlab import stats
 
 __all__ = [
     "holm_bar",
-    "final_mean",
     "last5_mean",
     "n_test",
-    "accuracy_stderr",
     "final_confusion",
     "memorisation_epoch",
     "noise_source_classes",
     "QUANTITIES",
     "paired_differences",
-    "paired_claims",
     "paired_family",
     "per_class_accuracy",
     "phase_claims",
-    "pooled_accuracy",
     "recovery",
     "report",
     "row_normalise",
-    "structured_noise_claims",
     "table",
     "UNITS",
 ]
@@ -53,14 +50,6 @@ def _runs(result: dict[str, Any], label: str) -> list[dict[str, Any]]:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
-
-
-def _best(result: dict[str, Any], label: str) -> float:
-    return _mean([r["best_test_acc"] for r in _runs(result, label)])
-
-
-def final_mean(result: dict[str, Any], label: str, key: str) -> float:
-    return _mean([r["history"][-1][key] for r in _runs(result, label)])
 
 
 def last5_mean(result: dict[str, Any], label: str, key: str) -> float:
@@ -79,24 +68,13 @@ def n_test(result: dict[str, Any]) -> int:
 
 
 def report(claims: list[dict[str, Any]]) -> str:
-    """One line per claim: its verdict (``✓ holds`` or ``✗ not established`` for tested claims,
-    ``✗ no`` for the comparisons of means), the claim, and its evidence in brackets."""
+    """One line per claim: its verdict (``✓ holds`` or ``✗ not established``), the claim, and its
+    evidence in brackets."""
 
     def mark(c: dict[str, Any]) -> str:
-        if "verdict" in c:
-            return ("✓ holds             " if c["holds"] else "✗ not established   ")
-        return "✓ holds   " if c["holds"] else "✗ no      "
+        return "✓ holds             " if c["holds"] else "✗ not established   "
 
     return "\n".join(mark(c) + f"{c['claim']}  [{c['evidence']}]" for c in claims)
-
-
-def accuracy_stderr(acc: float, n: int) -> float:
-    """Binomial standard error of an accuracy ``acc`` measured on ``n`` examples."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got n={n}")
-    if not 0 <= acc <= 1:
-        raise ValueError(f"acc must be in [0, 1], got acc={acc}")
-    return math.sqrt(acc * (1 - acc) / n)
 
 
 def memorisation_epoch(run: dict[str, Any], level: float = 0.5) -> int | None:
@@ -180,12 +158,6 @@ def per_class_accuracy(counts: Any) -> list[float]:
     return [row[i] for i, row in enumerate(row_normalise(counts))]
 
 
-def pooled_accuracy(counts: Any, classes: list[int]) -> float:
-    """Accuracy over the test images of ``classes`` together, from a confusion matrix (NaN when they have none)."""
-    total = sum(sum(counts[i]) for i in classes)
-    return sum(counts[i][i] for i in classes) / total if total else math.nan
-
-
 def final_confusion(result: dict[str, Any], label: str) -> list[list[int]]:
     """``label``'s final test confusion matrix, summed over its seeds: C[i][j] = images of class i predicted as j."""
     runs = _runs(result, label)
@@ -207,65 +179,6 @@ def noise_source_classes(result: dict[str, Any]) -> list[int]:
     return [i for i, row in enumerate(rows) if sum(row) - row[i] > 0]
 
 
-def structured_noise_claims(
-    result: dict[str, Any],
-    sam: str = "SAM",
-    jsam: str = "J-SAM",
-    regulariser: str = "reg W+A 3e-3",
-    saner: str = "SANER(SAM)",
-) -> list[dict[str, Any]]:
-    """What an ``asymmetric-*`` result says: do the papers' claims carry over to structured noise?
-
-    Means over seeds of best and final test accuracy (``best_test_acc``, ``final_test_acc``)
-    and, for the classes that lose labels to noise (:func:`noise_source_classes`), the final
-    model's pooled accuracy on their test images (from ``test_confusion``). "J-SAM closer
-    to SAM than to SGD" compares final accuracies. The claims on ``jsam``, ``regulariser``
-    and ``saner`` are made only when the result has runs of that method.
-    """
-    methods = {r["method"] for r in result["runs"]}
-    labels = ["SGD", sam] + [k for k in (jsam, regulariser, saner) if k in methods]
-    best = {k: _best(result, k) for k in labels}
-    final = {k: _mean([r["final_test_acc"] for r in _runs(result, k)]) for k in labels}
-    sources = noise_source_classes(result)
-
-    src = {k: pooled_accuracy(final_confusion(result, k), sources) for k in ("SGD", sam)}
-    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-    claims = [
-        {"claim": f"{sam}'s best test accuracy is above SGD's", "holds": best[sam] > best["SGD"],
-         "evidence": f"{sam} {pct(best[sam])} vs SGD {pct(best['SGD'])}"},
-        {"claim": f"{sam}'s final test accuracy is above SGD's", "holds": final[sam] > final["SGD"],
-         "evidence": f"{sam} {pct(final[sam])} vs SGD {pct(final['SGD'])}"},
-        {"claim": f"on the classes that lose labels to noise, {sam}'s final accuracy is above SGD's",
-         "holds": src[sam] > src["SGD"],
-         "evidence": f"classes {sources}: {sam} {pct(src[sam])} vs SGD {pct(src['SGD'])}"},
-    ]
-    if jsam in methods:
-        claims.append({"claim": f"{jsam}'s final test accuracy is closer to {sam}'s than to SGD's",
-                       "holds": abs(final[jsam] - final[sam]) < abs(final[jsam] - final["SGD"]),
-                       "evidence": f"{jsam} {pct(final[jsam])}, {sam} {pct(final[sam])}, SGD {pct(final['SGD'])}"})
-    if regulariser in methods:
-        claims.append({"claim": f"the cheap regulariser ({regulariser})'s final test accuracy is above SGD's",
-                       "holds": final[regulariser] > final["SGD"],
-                       "evidence": f"{regulariser} {pct(final[regulariser])} vs SGD {pct(final['SGD'])}"})
-    if saner in methods:
-        claims.append({"claim": f"{saner}'s final test accuracy is above {sam}'s", "holds": final[saner] > final[sam],
-                       "evidence": f"{saner} {pct(final[saner])} vs {sam} {pct(final[sam])}"})
-    return claims
-
-
-def _source_accuracy(result: dict[str, Any]) -> Callable[[dict[str, Any]], float]:
-    """Per run: the final accuracy pooled over the test images of the classes that lose labels to noise."""
-    sources = noise_source_classes(result)
-
-    def get(run: dict[str, Any]) -> float:
-        acc = pooled_accuracy(run["test_confusion"], sources)
-        if math.isnan(acc):
-            raise ValueError(f"result of {result.get('experiment')!r} has no test images of a class that loses labels to noise")
-        return acc
-
-    return get
-
-
 #: quantity -> (the direction of an improvement, how the quantity reads in a claim, result -> (run -> value)).
 #: ``test_at_val`` (test accuracy at the epoch chosen on the noisy validation set) is a run's reported
 #: accuracy; ``oracle_test_acc`` (= ``best_test_acc``, its older name) chooses the epoch on the test set.
@@ -277,7 +190,6 @@ QUANTITIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[dict[
     "best_test_acc": ("greater", "best test accuracy", lambda result: _field(result, "best_test_acc")),
     "final_test_acc": ("greater", "final test accuracy", lambda result: _field(result, "final_test_acc")),
     "final_noisy_fit": ("less", "final noisy fit", lambda result: lambda run: run["history"][-1]["noisy_fit"]),
-    "final_source_acc": ("greater", "final accuracy on the classes that lose labels", _source_accuracy),
     "source_acc_at_val": ("greater", "test accuracy on the classes that lose labels, at the validation-chosen epoch",
                           lambda result: _at_val("test_source_acc")),
     "last5_head_norm": ("less", "mean last-layer weight norm over the last 5 epochs", lambda result: _last5("head_norm")),
@@ -330,16 +242,15 @@ def _field(result: dict[str, Any], key: str, fallback: str | None = None) -> Cal
     return get
 
 
-def paired_differences(result: dict[str, Any], label: str, baseline: str, key: str = "best_test_acc") -> list[float]:
+def paired_differences(result: dict[str, Any], label: str, baseline: str, key: str = "test_at_val") -> list[float]:
     """``label``'s value minus ``baseline``'s, seed by seed, over the seeds both have run.
 
     Runs with the same seed share the initial weights, the batch order, the noisy labels
     and the validation split, so the per-seed difference removes most of the seed-to-seed
     spread (a *paired* comparison). ``key``: one of :data:`QUANTITIES` — ``test_at_val``
     (the reported accuracy), ``last5_test_acc``, ``last5_noisy_fit``, ``oracle_test_acc``,
-    ``best_test_acc``, ``final_test_acc``, ``final_noisy_fit`` or ``final_source_acc`` (the
-    final accuracy on the classes that lose labels to noise, from ``test_confusion``:
-    notebook 07). Taught in notebook 06.
+    ``best_test_acc``, ``final_test_acc``, ``final_noisy_fit``, ``source_acc_at_val``, ... The
+    numbers :func:`paired_family` tests (its ``t`` is their mean over their standard error).
     """
     a, b = _paired_values(_per_seed(result, key), result, label, baseline)
     return [x - y for x, y in zip(a, b)]
@@ -379,6 +290,12 @@ _POINTS = (100.0, " points")
 
 
 def _claim_dict(c: stats.Claim, what: str, quantity: str | None = None) -> dict[str, Any]:
+    """A tested claim as a notebook prints it: ``method``, ``baseline``, ``quantity``, ``direction``,
+    ``key`` (``(method, quantity)``), ``claim`` (its wording), ``holds``, ``verdict``, ``evidence``
+    (test, n, t, df, Holm p, 95% CI), the test's ``mean_difference`` (method − baseline),
+    ``stderr``, ``seeds``, ``t``, ``df``, ``p``, ``p_holm``, ``ci``, ``family_size``, and the
+    ``scale`` and ``unit`` its differences are printed in (:data:`UNITS`); :func:`paired_family`
+    adds ``experiment``."""
     word = "above" if c.direction == "greater" else "below"
     t = c.test
     scale, unit = UNITS.get(quantity or "", _POINTS)
@@ -421,7 +338,7 @@ def paired_family(
     such a claim; comparing the two verdicts instead would not test it (a difference in
     significance is not a significant difference). Returns, in the order given,
     ``(experiment, method, baseline, quantity, direction) -> claim`` (a dict as
-    :func:`paired_claims` returns; for a contrast the experiment is ``"A vs B"``, the method
+    :func:`_claim_dict` describes; for a contrast the experiment is ``"A vs B"``, the method
     ``"method − baseline"`` and the baseline ``"method − baseline in B"``), each with the
     verdict of :class:`samlab.stats.Claim`: "holds" only when the Holm-corrected p <
     ``alpha`` and the mean difference has the claimed sign. No claim is dropped.
@@ -524,32 +441,6 @@ def holm_bar(m: int, dfs: set[int], alpha: float = stats.ALPHA) -> str:
     return text + "; the 95% intervals above are not adjusted)"
 
 
-def paired_claims(
-    result: dict[str, Any], baseline: str = "SAM", key: str = "best_test_acc", alpha: float = stats.ALPHA
-) -> list[dict[str, Any]]:
-    """For every other method of ``result``: does it improve on ``baseline`` in ``key``, beyond the
-    noise of the seeds?
-
-    One family of claims — every other method against ``baseline`` on ``key`` — tested with
-    :mod:`samlab.stats`: a paired t test over the shared seeds (n − 1 degrees of freedom),
-    Holm's correction over the family, and the verdict "holds" only when the corrected
-    p < ``alpha`` (0.05) and the mean difference has the improving sign (higher accuracy;
-    lower noisy fit); otherwise "not established". With fewer than two shared seeds there
-    is no test and the claim cannot hold. Each claim is a dict with ``method``, ``key``
-    (``(method, quantity)``), ``claim`` (its wording, for printing), ``holds``,
-    ``verdict``, ``evidence`` (test, n, t, df, Holm p, 95% CI), ``mean_difference``
-    (method − baseline), ``stderr``, ``seeds``, ``t``, ``df``, ``p``, ``p_holm``, ``ci``.
-    For a family spanning several keys or results, use :func:`paired_family`. Taught in
-    notebook 06.
-    """
-    values = _per_seed(result, key)
-    labels = [label for label in values if label != baseline]
-    if baseline not in values:
-        _runs(result, baseline)
-    family = paired_family([(result, label, baseline, key) for label in labels], alpha)
-    return list(family.values())
-
-
 #: the two phases of training on noisy labels, read per run (notebook 00): claim text,
 #: the two per-run quantities compared, and what their difference measures
 _PHASES = (
@@ -581,7 +472,7 @@ def phase_claims(result: dict[str, Any], label: str = "SGD", alpha: float = stat
     predicted as their true class than as their wrong label (early learning). One family:
     paired t tests over the seeds, Holm-corrected together (:func:`samlab.stats.claims`);
     each claim "holds" or is "not established" (with one seed it cannot hold). Taught in
-    notebook 00. Returns dicts as :func:`paired_claims` does, ``claim`` worded per claim.
+    notebook 00. Returns dicts as :func:`paired_family` does, ``claim`` worded per claim.
     """
     per_seed = {r["seed"]: _phase_values(r) for r in _runs(result, label)}
     seeds = sorted(per_seed)

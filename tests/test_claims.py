@@ -18,15 +18,9 @@ def test_last5_mean_by_hand_and_a_missing_method_is_named():
         last5_mean({"experiment": "x", "runs": [run]}, "J-SAM", "noisy_fit")
 
 
-def test_accuracy_stderr_and_n_test():
-    from samlab.claims import accuracy_stderr, n_test
+def test_n_test_is_read_from_the_dataset_description():
+    from samlab.claims import n_test
 
-    assert accuracy_stderr(0.5, 100) == pytest.approx(0.05)  # sqrt(0.25 / 100)
-    assert accuracy_stderr(1.0, 10) == 0.0
-    with pytest.raises(ValueError, match="acc"):
-        accuracy_stderr(1.5, 10)
-    with pytest.raises(ValueError, match="n must"):
-        accuracy_stderr(0.5, 0)
     assert n_test({"dataset": "cifar10-mini: 5000 train / 1000 test, 10 classes"}) == 1000
     with pytest.raises(ValueError, match="test-set size"):
         n_test({"experiment": "x", "dataset": "mystery"})

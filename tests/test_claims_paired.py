@@ -1,4 +1,4 @@
-"""Paired-seed comparisons (notebook 06) on hand-made result dicts, checked against scipy (paired t) and Holm written out."""
+"""Paired-seed comparisons (the families of notebooks 03, 05-07) on hand-made result dicts, checked against scipy (paired t) and Holm written out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import numpy as np
 
 from samlab import claims
-from samlab.claims import paired_claims, paired_differences, paired_family, report, table
+from samlab.claims import paired_differences, paired_family, report, table
+
+
+def _against(result, baseline, key, alpha=0.05):
+    """Every other method of ``result`` against ``baseline`` on ``key``: one family (in the order of the runs)."""
+    labels = list(dict.fromkeys(r["method"] for r in result["runs"] if r["method"] != baseline))
+    return list(paired_family([(result, label, baseline, key) for label in labels], alpha).values())
 
 
 def _run(method: str, seed: int, best: float, final: float | None = None, noisy: float = 0.5) -> dict:
@@ -31,8 +37,8 @@ RESULT = {"experiment": "x", "runs": [
 
 
 def test_differences_are_per_seed_over_shared_seeds():
-    assert paired_differences(RESULT, "B", "SAM") == pytest.approx([0.01, 0.015, 0.008])
-    assert paired_differences(RESULT, "D", "SAM") == pytest.approx([0.15])
+    assert paired_differences(RESULT, "B", "SAM", "best_test_acc") == pytest.approx([0.01, 0.015, 0.008])
+    assert paired_differences(RESULT, "D", "SAM", "best_test_acc") == pytest.approx([0.15])
     assert paired_differences(RESULT, "SAM", "SGD", "final_noisy_fit") == pytest.approx([-0.20, -0.20, -0.17])
 
 
@@ -48,7 +54,7 @@ def _scipy_holm(pvalues):
 
 def test_claims_are_paired_t_tests_with_holm_over_the_family():
     scipy_stats = pytest.importorskip("scipy.stats")
-    claims = {c["method"]: c for c in paired_claims(RESULT, "SAM")}
+    claims = {c["method"]: c for c in _against(RESULT, "SAM", "best_test_acc")}
     assert list(claims) == ["SGD", "B", "C", "D"]
     value = lambda m: [r["best_test_acc"] for r in RESULT["runs"] if r["method"] == m]  # noqa: E731
     ref = {m: scipy_stats.ttest_rel(value(m), value("SAM")) for m in ("SGD", "B", "C")}
@@ -71,7 +77,7 @@ def test_claims_are_paired_t_tests_with_holm_over_the_family():
 
 
 def test_noisy_fit_improvement_is_a_decrease():
-    claims = {c["method"]: c for c in paired_claims(RESULT, "SGD", key="final_noisy_fit")}
+    claims = {c["method"]: c for c in _against(RESULT, "SGD", key="final_noisy_fit")}
     assert claims["SAM"]["mean_difference"] == pytest.approx(-0.19)  # 0.20, 0.20, 0.17 lower than SGD
     assert claims["SAM"]["direction"] == "less" and "below" in claims["SAM"]["claim"]
     # t = -19 with 2 df: p = 0.0028; Holm over four claims (C: p = 0.0025, B: 0.068, D: none) gives 0.010
@@ -85,7 +91,7 @@ def test_a_family_across_results_and_keys_is_corrected_together():
                          (RESULT, "SAM", "SGD", "best_test_acc", "less")])
     assert list(fam) == [("x", "B", "SAM", "best_test_acc", "greater"), ("x", "SAM", "SGD", "final_noisy_fit", "less"),
                          ("x", "SAM", "SGD", "best_test_acc", "less")]
-    alone = {c["method"]: c for c in paired_claims(RESULT, "SAM")}
+    alone = {c["method"]: c for c in _against(RESULT, "SAM", "best_test_acc")}
     assert fam["x", "B", "SAM", "best_test_acc", "greater"]["p"] == pytest.approx(alone["B"]["p"])
     assert all(c["family_size"] == 3 for c in fam.values())
     # SAM is above SGD in best accuracy on every seed: the claim that it is *below* is not established
@@ -105,19 +111,23 @@ def test_validation_quantities_and_old_files():
     assert paired_differences(RESULT, "B", "SAM", "oracle_test_acc") == pytest.approx([0.01, 0.015, 0.008])  # = best_test_acc
     with pytest.raises(ValueError, match="predates the validation split"):
         paired_differences(RESULT, "B", "SAM", "test_at_val")
+    # the default is the reported accuracy, never the oracle
+    assert paired_differences(new, "B", "SAM") == paired_differences(new, "B", "SAM", "test_at_val")
+    with pytest.raises(ValueError, match="predates the validation split"):
+        paired_differences(RESULT, "B", "SAM")
 
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="key must be one of"):
         paired_differences(RESULT, "B", "SAM", key="accuracy")
     with pytest.raises(ValueError, match="alpha must be in"):
-        paired_claims(RESULT, alpha=0)
+        paired_family([(RESULT, "B", "SAM", "best_test_acc")], alpha=0)
     with pytest.raises(ValueError, match="'E'"):
-        paired_differences(RESULT, "E", "SAM")
+        paired_differences(RESULT, "E", "SAM", "best_test_acc")
 
 
 def test_report_prints_one_marked_line_per_claim_with_its_evidence():
-    claims = paired_claims(RESULT, "SGD", "final_noisy_fit")  # SAM, B, C, D: in the order of the runs
+    claims = _against(RESULT, "SGD", "final_noisy_fit")  # SAM, B, C, D: in the order of the runs
     assert [c["method"] for c in claims] == ["SAM", "B", "C", "D"]
     lines = report(claims).splitlines()
     assert len(lines) == len(claims) == 4
@@ -126,28 +136,6 @@ def test_report_prints_one_marked_line_per_claim_with_its_evidence():
     assert lines[1].startswith("✗ not established   B's final noisy fit is below SGD's")
     assert lines[3].endswith("-> not established]")
     assert report([]) == ""
-
-
-def _confusion_run(method: str, seed: int, src_right: int) -> dict:
-    # 3 classes, 10 test images each; class 0 is the only one that loses training labels (to class 1)
-    return {"method": method, "seed": seed, "best_test_acc": 0.5, "final_test_acc": 0.5, "history": [{"noisy_fit": 0.1}],
-            "test_confusion": [[src_right, 10 - src_right, 0], [1, 9, 0], [0, 0, 10]]}
-
-
-def test_source_class_accuracy_is_paired_per_seed_from_each_runs_test_confusion():
-    result = {"experiment": "asym", "noise_confusion": [[60, 40, 0], [0, 100, 0], [0, 0, 100]], "runs": [
-        _confusion_run("SGD", 0, 6), _confusion_run("SGD", 1, 5), _confusion_run("SGD", 2, 7),
-        _confusion_run("SAM", 0, 4), _confusion_run("SAM", 1, 4), _confusion_run("SAM", 2, 5),
-    ]}
-    # by hand: SAM − SGD on class 0 = (4−6, 4−5, 5−7) / 10
-    assert paired_differences(result, "SAM", "SGD", "final_source_acc") == pytest.approx([-0.2, -0.1, -0.2])
-    [sgd_vs_sam] = paired_claims(result, "SAM", "final_source_acc")
-    # +0.167 ± 0.033 (s.e.): t = 5.0 with 2 df, p = 0.038, a family of one
-    assert sgd_vs_sam["method"] == "SGD" and sgd_vs_sam["holds"] and sgd_vs_sam["p_holm"] == pytest.approx(sgd_vs_sam["p"])
-    assert sgd_vs_sam["claim"] == "SGD's final accuracy on the classes that lose labels is above SAM's (paired over seeds)"
-    no_sources = {**result, "noise_confusion": [[100, 0, 0], [0, 100, 0], [0, 0, 100]]}
-    with pytest.raises(ValueError, match="no test images of a class that loses labels"):
-        paired_differences(no_sources, "SAM", "SGD", "final_source_acc")
 
 
 def _phase_run(seed, test_at_val, last5_test, last5_noisy, noisy_at_val, true_at_val, label="SGD"):
@@ -246,3 +234,25 @@ def test_a_contrast_claim_tests_the_difference_of_two_gaps_seed_by_seed():
         paired_family([(asym, "SAM", "SGD", "test_at_val", "less", result("other", [0.5], [0.5], [9]))])
     with pytest.raises(ValueError, match="SANER"):
         paired_family([(asym, "SANER", "SGD", "test_at_val", "less", sym)])
+
+
+def _source_run(method: str, seed: int, at_val: float, last: float) -> dict:
+    # the validation-chosen epoch is 1; epoch 2 (the last) has another source-class accuracy
+    return {"method": method, "seed": seed, "val_epoch": 1,
+            "history": [{"epoch": 0, "test_source_acc": 0.1}, {"epoch": 1, "test_source_acc": at_val},
+                        {"epoch": 2, "test_source_acc": last}]}
+
+
+def test_source_class_accuracy_is_paired_per_seed_at_each_runs_validation_epoch():
+    result = {"experiment": "asym", "runs": [
+        _source_run("SGD", 0, 0.6, 0.9), _source_run("SGD", 1, 0.5, 0.9), _source_run("SGD", 2, 0.7, 0.9),
+        _source_run("SAM", 0, 0.4, 0.1), _source_run("SAM", 1, 0.4, 0.1), _source_run("SAM", 2, 0.5, 0.1),
+    ]}
+    # by hand, at epoch 1 (not the last): SAM − SGD = (0.4−0.6, 0.4−0.5, 0.5−0.7)
+    assert paired_differences(result, "SAM", "SGD", "source_acc_at_val") == pytest.approx([-0.2, -0.1, -0.2])
+    [sgd_vs_sam] = _against(result, "SAM", "source_acc_at_val")
+    # +0.167 ± 0.033 (s.e.): t = 5.0 with 2 df, p = 0.038, a family of one
+    assert sgd_vs_sam["method"] == "SGD" and sgd_vs_sam["holds"] and sgd_vs_sam["p_holm"] == pytest.approx(sgd_vs_sam["p"])
+    assert sgd_vs_sam["t"] == pytest.approx(5.0)
+    assert sgd_vs_sam["claim"] == ("SGD's test accuracy on the classes that lose labels, at the validation-chosen epoch "
+                                   "is above SAM's (paired over seeds)")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from samlab.checks.common import as_number, close
+from samlab.claims import final_confusion
 from samlab.noise import CIFAR10_ASYMMETRIC, transition_matrix
 
 __all__ = ["check_confusion_fraction", "check_transition_matrix"]
@@ -68,21 +69,13 @@ def check_transition_matrix(answer: object, rate: float) -> bool:
     return False
 
 
-def _confusion(result: dict[str, Any], method: str) -> list[list[int]]:
-    runs = [r for r in result["runs"] if r["method"] == method]
-    if not runs:
-        raise ValueError(f"the result has no runs of method {method!r}")
-    k = len(runs[0]["test_confusion"])
-    return [[sum(r["test_confusion"][i][j] for r in runs) for j in range(k)] for i in range(k)]
-
-
 def check_confusion_fraction(answer: object, result: dict[str, Any], true_class: int, predicted: int, method: str = "SGD") -> bool:
     """Exercise 2: the fraction of test images of ``true_class`` that ``method``'s final model
     predicts as ``predicted``, read from ``test_confusion`` (summed over seeds)."""
     value = as_number(answer, "The fraction")
     if value is None:
         return False
-    c = _confusion(result, method)
+    c = final_confusion(result, method)
     row = sum(c[true_class])
     right = c[true_class][predicted] / row
     col = sum(c[i][predicted] for i in range(len(c)))
