@@ -146,6 +146,15 @@ def _reference(label: str, other: str, original: dict[str, Any]) -> dict[str, An
     return sharing.reference(label, original, source)
 
 
+def _readable_reference(label: str, found: tuple[str, dict[str, Any]] | None, folder: Path) -> dict[str, Any] | None:
+    """:func:`_reference` to ``found`` (``(other, original)`` of :func:`shared_finished`) if it can be read
+    from ``folder`` now, else ``None`` (nothing found, or the run stored there has changed)."""
+    if found is None:
+        return None
+    ref = _reference(label, *found)
+    return ref if sharing.readable(ref, folder) else None
+
+
 def grid(
     exp: experiments.Experiment, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None
 ) -> list[tuple[str, int]]:
@@ -248,16 +257,16 @@ def run(
     for seed, label in ((seed, label) for seed in exp.seeds for label in exp.methods):
         if (label, seed) not in wanted or (save and (label, seed) in finished(path, config)):
             continue
-        if (label, seed) in shared and not sharing.readable(_reference(label, *shared[(label, seed)]), path.parent):
+        ref = _readable_reference(label, shared.get((label, seed)), path.parent)
+        if ref is None and (label, seed) in shared:
             # the other file changed since this run started (trained again by another process): look again, else train
             again = shared_finished(exp, profile, results_root).get((label, seed))
-            if again is not None and sharing.readable(_reference(label, *again), path.parent):
+            ref = _readable_reference(label, again, path.parent)
+            if ref is not None:
                 shared[(label, seed)] = again
-            else:
-                del shared[(label, seed)]
-        if (label, seed) in shared:
+        if ref is not None:
             other, original = shared[(label, seed)]
-            mine[(label, seed)] = _reference(label, other, original)
+            mine[(label, seed)] = ref
             if progress:
                 print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
             if save:
