@@ -114,7 +114,7 @@ def recovery(
     metric = {
         name: {k: _mean([get(r) for r in _runs(result, k)]) for k in labels}
         for name, get in (("at_val", _field(result, "test_at_val")), ("last5", _field(result, "last5_test_acc")),
-                          ("oracle", _field(result, "oracle_test_acc", "best_test_acc")))
+                          ("oracle", _field(result, "oracle_test_acc")))
     }
 
     def fraction(values: dict[str, float], k: str) -> float | None:
@@ -181,13 +181,12 @@ def noise_source_classes(result: dict[str, Any]) -> list[int]:
 
 #: quantity -> (the direction of an improvement, how the quantity reads in a claim, result -> (run -> value)).
 #: ``test_at_val`` (test accuracy at the epoch chosen on the noisy validation set) is a run's reported
-#: accuracy; ``oracle_test_acc`` (= ``best_test_acc``, its older name) chooses the epoch on the test set.
+#: accuracy; ``oracle_test_acc`` chooses the epoch on the test set (an oracle: compare with it, never select by it).
 QUANTITIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[dict[str, Any]], float]]]] = {
     "test_at_val": ("greater", "test accuracy at the validation-chosen epoch", lambda result: _field(result, "test_at_val")),
     "last5_test_acc": ("greater", "mean test accuracy over the last 5 epochs", lambda result: _field(result, "last5_test_acc")),
     "last5_noisy_fit": ("less", "mean noisy fit over the last 5 epochs", lambda result: _field(result, "last5_noisy_fit")),
-    "oracle_test_acc": ("greater", "test-set maximum (oracle)", lambda result: _field(result, "oracle_test_acc", "best_test_acc")),
-    "best_test_acc": ("greater", "best test accuracy", lambda result: _field(result, "best_test_acc")),
+    "oracle_test_acc": ("greater", "test-set maximum (oracle)", lambda result: _field(result, "oracle_test_acc")),
     "final_test_acc": ("greater", "final test accuracy", lambda result: _field(result, "final_test_acc")),
     "final_noisy_fit": ("less", "final noisy fit", lambda result: lambda run: run["history"][-1]["noisy_fit"]),
     "source_acc_at_val": ("greater", "test accuracy on the classes that lose labels, at the validation-chosen epoch",
@@ -229,9 +228,9 @@ def _at_val(key: str) -> Callable[[dict[str, Any]], float]:
 _VALIDATION_KEYS = ("test_at_val", "last5_test_acc", "last5_noisy_fit", "oracle_test_acc")
 
 
-def _field(result: dict[str, Any], key: str, fallback: str | None = None) -> Callable[[dict[str, Any]], float]:
+def _field(result: dict[str, Any], key: str) -> Callable[[dict[str, Any]], float]:
     def get(run: dict[str, Any]) -> float:
-        value = run.get(key, run.get(fallback) if fallback else None)
+        value = run.get(key)
         if value is None:
             why = " (the file predates the validation split: re-run the experiment)" if key in _VALIDATION_KEYS else ""
             raise ValueError(
@@ -249,7 +248,7 @@ def paired_differences(result: dict[str, Any], label: str, baseline: str, key: s
     and the validation split, so the per-seed difference removes most of the seed-to-seed
     spread (a *paired* comparison). ``key``: one of :data:`QUANTITIES` — ``test_at_val``
     (the reported accuracy), ``last5_test_acc``, ``last5_noisy_fit``, ``oracle_test_acc``,
-    ``best_test_acc``, ``final_test_acc``, ``final_noisy_fit``, ``source_acc_at_val``, ... The
+    ``final_test_acc``, ``final_noisy_fit``, ``source_acc_at_val``, ... The
     numbers :func:`paired_family` tests (its ``t`` is their mean over their standard error).
     """
     a, b = _paired_values(_per_seed(result, key), result, label, baseline)

@@ -100,7 +100,7 @@ class RunJob:
             progress=False,
         )
         run = next(r for r in res["runs"] if (r["method"], r["seed"]) == (self.label, self.seed))
-        return {k: run[k] for k in ("method", "seed", "best_test_acc", "final_test_acc", "job")}
+        return {k: run[k] for k in ("method", "seed", "test_at_val", "last5_test_acc", "job")}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's hook on pre-emption or time-out: requeue the same call (it resumes from its checkpoint)."""
@@ -491,7 +491,7 @@ def _command(args: argparse.Namespace) -> int:
     for (label, seed), job in zip(out["runs"], out["jobs"]):
         try:
             r = job.result()
-            print(f"  {label} seed {seed}: done, best {r['best_test_acc']:.3f} final {r['final_test_acc']:.3f}")
+            print(f"  {label} seed {seed}: done, test at val. epoch {r['test_at_val']:.3f}, last-5 mean {r['last5_test_acc']:.3f}")
         except Exception as err:  # noqa: BLE001 - report every job, then fail
             failed += 1
             print(f"  {label} seed {seed}: failed ({type(err).__name__}), log {job.paths.stderr}")

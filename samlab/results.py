@@ -139,8 +139,8 @@ def _last5(run: dict[str, Any]) -> float:
 def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method: mean and spread over seeds of its accuracies, cost vs SGD.
 
-    ``best_*``/``final_*``: mean and standard deviation of the oracle maximum and the last
-    epoch's test accuracy (as before). ``val_mean``/``val_half``: mean and 95% t-interval
+    ``final_mean``/``final_std``: mean and standard deviation of the last epoch's test
+    accuracy. ``val_mean``/``val_half``: mean and 95% t-interval
     half-width of ``test_at_val`` (the test accuracy at the validation-chosen epoch; both
     ``None`` for a file that predates the validation split, ``validation`` false);
     ``last5_*``: the same for the last-5 mean test accuracy; ``oracle_*``: for the test-set
@@ -153,19 +153,16 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     sgd_time = statistics.mean(r["seconds_per_epoch"] for r in sgd) if sgd else None
     rows = []
     for label, runs in by.items():
-        best = [r["best_test_acc"] for r in runs]
         final = [r["final_test_acc"] for r in runs]
         spe = statistics.mean(r["seconds_per_epoch"] for r in runs)
         validation = all(r.get("test_at_val") is not None for r in runs)
         val_mean, val_half = _interval([r["test_at_val"] for r in runs]) if validation else (None, None)
         last5_mean, last5_half = _interval([_last5(r) for r in runs])
-        oracle_mean, oracle_half = _interval(best)
+        oracle_mean, oracle_half = _interval([r["oracle_test_acc"] for r in runs])
         rows.append(
             {
                 "method": label,
                 "seeds": len(runs),
-                "best_mean": statistics.mean(best),
-                "best_std": statistics.stdev(best) if len(best) > 1 else 0.0,
                 "final_mean": statistics.mean(final),
                 "final_std": statistics.stdev(final) if len(final) > 1 else 0.0,
                 "validation": validation,

@@ -177,8 +177,8 @@ class History:
       chosen on). ``None`` for all three without a validation split.
     * ``oracle_test_acc`` and ``oracle_epoch``: the test-set maximum over epochs and its
       epoch — an *oracle* (it chooses the epoch on the test set); report it only beside
-      ``test_at_val``, labelled. ``best_test_acc``/``best_epoch`` are the same numbers
-      under their older names, kept so that old result files and notebooks still read.
+      ``test_at_val``, labelled. (Files written before 2026-11-30 may also hold them as
+      ``best_test_acc``/``best_epoch``, their former names; nothing reads those.)
     * ``last5_test_acc`` and ``last5_noisy_fit``: means over the last 5 trained epochs (all
       of them if fewer) of the test accuracy and of the noisy fit: "final" numbers that
       do not depend on one epoch of an oscillating curve. ``final_test_acc`` and the
@@ -195,12 +195,14 @@ class History:
         return [r[key] for r in self.records]
 
     @property
-    def best_epoch(self) -> int:
+    def oracle_epoch(self) -> int:
+        """The epoch of the test-set maximum: an oracle (it chooses the epoch by looking at the test set)."""
         acc = self.column("test_acc")
         return int(self.records[max(range(len(acc)), key=acc.__getitem__)]["epoch"])
 
     @property
-    def best_test_acc(self) -> float:
+    def oracle_test_acc(self) -> float:
+        """The test-set maximum over epochs: an oracle; report it only beside ``test_at_val``, labelled."""
         return max(self.column("test_acc"))
 
     @property
@@ -241,12 +243,10 @@ class History:
             "val_epoch": val_epoch,
             "test_at_val": at_val["test_acc"] if at_val else None,
             "val_acc": at_val["val_acc"] if at_val else None,
-            "oracle_test_acc": self.best_test_acc,
-            "oracle_epoch": self.best_epoch,
+            "oracle_test_acc": self.oracle_test_acc,
+            "oracle_epoch": self.oracle_epoch,
             "last5_test_acc": self.last_mean("test_acc"),
             "last5_noisy_fit": self.last_mean("noisy_fit"),
-            "best_test_acc": self.best_test_acc,
-            "best_epoch": self.best_epoch,
             "final_test_acc": self.final_test_acc,
             "final_clean_fit": self.records[-1]["clean_fit"],
             "final_noisy_fit": self.records[-1]["noisy_fit"],

@@ -32,7 +32,7 @@ def test_realised_rate(capsys):
 
 def test_noisy_fit_at_val(capsys):
     h = _history()
-    assert h.val_epoch == 2 and h.best_epoch == 1
+    assert h.val_epoch == 2 and h.oracle_epoch == 1
     assert nb00.check_noisy_fit_at_val(0.2, h)
     assert not nb00.check_noisy_fit_at_val(0.05, h)
     assert "oracle" in capsys.readouterr().out

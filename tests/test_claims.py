@@ -52,7 +52,7 @@ def test_recovery_fractions_by_hand():
         recovery({"runs": [_cost_run("SGD", 0.5, 0.4, 1.0)]})
     # a file without the validation split cannot be read as if it had one
     with pytest.raises(ValueError, match="validation split"):
-        recovery({"experiment": "old", "runs": [{"method": m, "seed": 0, "best_test_acc": 0.5, "seconds_per_epoch": 1.0}
+        recovery({"experiment": "old", "runs": [{"method": m, "seed": 0, "oracle_test_acc": 0.5, "seconds_per_epoch": 1.0}
                                                 for m in ("SGD", "SAM")]})
 
 

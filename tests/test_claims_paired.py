@@ -20,7 +20,7 @@ def _against(result, baseline, key, alpha=0.05):
 
 def _run(method: str, seed: int, best: float, final: float | None = None, noisy: float = 0.5) -> dict:
     final = best if final is None else final
-    return {"method": method, "seed": seed, "best_test_acc": best, "final_test_acc": final,
+    return {"method": method, "seed": seed, "oracle_test_acc": best, "final_test_acc": final,
             "history": [{"noisy_fit": noisy}]}
 
 
@@ -37,8 +37,8 @@ RESULT = {"experiment": "x", "runs": [
 
 
 def test_differences_are_per_seed_over_shared_seeds():
-    assert paired_differences(RESULT, "B", "SAM", "best_test_acc") == pytest.approx([0.01, 0.015, 0.008])
-    assert paired_differences(RESULT, "D", "SAM", "best_test_acc") == pytest.approx([0.15])
+    assert paired_differences(RESULT, "B", "SAM", "oracle_test_acc") == pytest.approx([0.01, 0.015, 0.008])
+    assert paired_differences(RESULT, "D", "SAM", "oracle_test_acc") == pytest.approx([0.15])
     assert paired_differences(RESULT, "SAM", "SGD", "final_noisy_fit") == pytest.approx([-0.20, -0.20, -0.17])
 
 
@@ -54,9 +54,9 @@ def _scipy_holm(pvalues):
 
 def test_claims_are_paired_t_tests_with_holm_over_the_family():
     scipy_stats = pytest.importorskip("scipy.stats")
-    claims = {c["method"]: c for c in _against(RESULT, "SAM", "best_test_acc")}
+    claims = {c["method"]: c for c in _against(RESULT, "SAM", "oracle_test_acc")}
     assert list(claims) == ["SGD", "B", "C", "D"]
-    value = lambda m: [r["best_test_acc"] for r in RESULT["runs"] if r["method"] == m]  # noqa: E731
+    value = lambda m: [r["oracle_test_acc"] for r in RESULT["runs"] if r["method"] == m]  # noqa: E731
     ref = {m: scipy_stats.ttest_rel(value(m), value("SAM")) for m in ("SGD", "B", "C")}
     holm = dict(zip(["SGD", "B", "C", "D"], _scipy_holm([ref["SGD"].pvalue, ref["B"].pvalue, ref["C"].pvalue, math.nan])))
     for m in ("SGD", "B", "C"):
@@ -66,7 +66,7 @@ def test_claims_are_paired_t_tests_with_holm_over_the_family():
         assert c["ci"] == pytest.approx(tuple(ref[m].confidence_interval(0.95)))
         assert c["p_holm"] == pytest.approx(holm[m])
         assert c["holds"] == (holm[m] < 0.05 and c["mean_difference"] > 0)
-        assert c["key"] == (m, "best_test_acc") and c["family_size"] == 4
+        assert c["key"] == (m, "oracle_test_acc") and c["family_size"] == 4
     # B is one point above SAM on each of three seeds: p = 0.034 alone, but Holm over four claims
     # (and t with 2 degrees of freedom, not z = 2) leaves it not established
     assert ref["B"].pvalue < 0.05 and not claims["B"]["holds"] and claims["B"]["verdict"] == "not established"
@@ -87,28 +87,28 @@ def test_noisy_fit_improvement_is_a_decrease():
 
 
 def test_a_family_across_results_and_keys_is_corrected_together():
-    fam = paired_family([(RESULT, "B", "SAM", "best_test_acc"), (RESULT, "SAM", "SGD", "final_noisy_fit"),
-                         (RESULT, "SAM", "SGD", "best_test_acc", "less")])
-    assert list(fam) == [("x", "B", "SAM", "best_test_acc", "greater"), ("x", "SAM", "SGD", "final_noisy_fit", "less"),
-                         ("x", "SAM", "SGD", "best_test_acc", "less")]
-    alone = {c["method"]: c for c in _against(RESULT, "SAM", "best_test_acc")}
-    assert fam["x", "B", "SAM", "best_test_acc", "greater"]["p"] == pytest.approx(alone["B"]["p"])
+    fam = paired_family([(RESULT, "B", "SAM", "oracle_test_acc"), (RESULT, "SAM", "SGD", "final_noisy_fit"),
+                         (RESULT, "SAM", "SGD", "oracle_test_acc", "less")])
+    assert list(fam) == [("x", "B", "SAM", "oracle_test_acc", "greater"), ("x", "SAM", "SGD", "final_noisy_fit", "less"),
+                         ("x", "SAM", "SGD", "oracle_test_acc", "less")]
+    alone = {c["method"]: c for c in _against(RESULT, "SAM", "oracle_test_acc")}
+    assert fam["x", "B", "SAM", "oracle_test_acc", "greater"]["p"] == pytest.approx(alone["B"]["p"])
     assert all(c["family_size"] == 3 for c in fam.values())
     # SAM is above SGD in best accuracy on every seed: the claim that it is *below* is not established
-    wrong = fam["x", "SAM", "SGD", "best_test_acc", "less"]
+    wrong = fam["x", "SAM", "SGD", "oracle_test_acc", "less"]
     assert wrong["mean_difference"] > 0 and not wrong["holds"]
     with pytest.raises(ValueError, match="direction must be one of"):
-        paired_family([(RESULT, "B", "SAM", "best_test_acc", "up")])
+        paired_family([(RESULT, "B", "SAM", "oracle_test_acc", "up")])
     with pytest.raises(ValueError, match="appears twice"):
-        paired_family([(RESULT, "B", "SAM", "best_test_acc")] * 2)
+        paired_family([(RESULT, "B", "SAM", "oracle_test_acc")] * 2)
 
 
-def test_validation_quantities_and_old_files():
-    runs = [dict(r, test_at_val=r["best_test_acc"] - 0.01, last5_test_acc=r["final_test_acc"]) for r in RESULT["runs"]]
+def test_validation_quantities_and_files_without_them():
+    runs = [dict(r, test_at_val=r["oracle_test_acc"] - 0.01, last5_test_acc=r["final_test_acc"]) for r in RESULT["runs"]]
     new = {**RESULT, "runs": runs}
     assert paired_differences(new, "B", "SAM", "test_at_val") == pytest.approx([0.01, 0.015, 0.008])
     assert paired_differences(new, "B", "SAM", "last5_test_acc") == pytest.approx([0.01, 0.015, 0.008])
-    assert paired_differences(RESULT, "B", "SAM", "oracle_test_acc") == pytest.approx([0.01, 0.015, 0.008])  # = best_test_acc
+    assert paired_differences(RESULT, "B", "SAM", "oracle_test_acc") == pytest.approx([0.01, 0.015, 0.008])
     with pytest.raises(ValueError, match="predates the validation split"):
         paired_differences(RESULT, "B", "SAM", "test_at_val")
     # the default is the reported accuracy, never the oracle
@@ -121,9 +121,9 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="key must be one of"):
         paired_differences(RESULT, "B", "SAM", key="accuracy")
     with pytest.raises(ValueError, match="alpha must be in"):
-        paired_family([(RESULT, "B", "SAM", "best_test_acc")], alpha=0)
+        paired_family([(RESULT, "B", "SAM", "oracle_test_acc")], alpha=0)
     with pytest.raises(ValueError, match="'E'"):
-        paired_differences(RESULT, "E", "SAM", "best_test_acc")
+        paired_differences(RESULT, "E", "SAM", "oracle_test_acc")
 
 
 def test_report_prints_one_marked_line_per_claim_with_its_evidence():

@@ -43,9 +43,9 @@ def check_noisy_fit_at_val(answer: object, history: History) -> bool:
         print(f"✓ Right: at epoch {history.val_epoch} the network fits {value:.1%} of the noisy examples to their wrong label "
               "(a guess matches a wrong label about one time in ten with ten classes: compare with that chance level).")
         return True
-    oracle = history.at_epoch(history.best_epoch)["noisy_fit"]
+    oracle = history.at_epoch(history.oracle_epoch)["noisy_fit"]
     final = history.records[-1]["noisy_fit"]
-    if history.best_epoch != history.val_epoch and math.isclose(value, oracle, abs_tol=1e-6):
+    if history.oracle_epoch != history.val_epoch and math.isclose(value, oracle, abs_tol=1e-6):
         print("✗ That is at the epoch of best *test* accuracy: an oracle, chosen by looking at the test set. "
               "Use the epoch chosen on validation, history.val_epoch.")
     elif math.isclose(value, final, abs_tol=1e-6):

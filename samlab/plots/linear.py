@@ -203,8 +203,8 @@ def summary_rows(histories: Mapping[str, History], extra: Mapping[str, Mapping[s
         last = h.records[-1]
         row = {
             "run": label,
-            "oracle max test": h.best_test_acc,
-            "oracle step": h.best_epoch,
+            "oracle max test": h.oracle_test_acc,
+            "oracle step": h.oracle_epoch,
             "final test": h.final_test_acc,
             "clean fit": last["clean_fit"],
             "noisy fit": last["noisy_fit"],

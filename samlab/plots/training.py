@@ -97,7 +97,7 @@ def plot_memorisation(history: History, title: str | None = None) -> Figure:
     plot_smoothed(history, "val_acc", right, label="validation accuracy (noisy labels)", color="tab:blue")
     plot_smoothed(history, "test_acc", right, label="test accuracy (clean labels)", color="black")
     at_val, last5 = history.at_epoch(chosen)["test_acc"], history.last_mean("test_acc")
-    right.plot([history.best_epoch], [history.best_test_acc], "x", color="grey", ms=7,
+    right.plot([history.oracle_epoch], [history.oracle_test_acc], "x", color="grey", ms=7,
                label="oracle: test-set maximum (not a valid choice)")
     right.text(
         0.98, 0.03, f"test accuracy at the validation epoch ({chosen}): {at_val:.3f}\n"
