@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,12 +91,19 @@ def short(result: dict[str, Any]) -> str:
 
 def describe(result: dict[str, Any]) -> str:
     """What a notebook prints under a loaded result: its data, then date, hardware, samlab version and
-    commit of the run, then the command that makes it again (three lines)."""
-    return "\n".join([
+    commit of the run that last wrote the file, then the command that makes it again (three lines). Where
+    the file's own runs (not those it shares with another file) were trained at more than one commit (a
+    sweep resumed or extended later), a line before the command names each commit and its number of runs,
+    in the order the runs are stored (every run records its own ``git_commit``)."""
+    commits = Counter(r["git_commit"] for r in result["runs"] if "shared_from" not in r and r.get("git_commit"))
+    lines = [
         result["dataset"],
         f"run of {result['date']} on {result['hardware']}, samlab {result['samlab']} ({result['git_commit']})",
         f"command: {result['command']}",
-    ])
+    ]
+    if len(commits) > 1:
+        lines.insert(2, "its runs were trained at several commits: " + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in commits.items()))
+    return "\n".join(lines)
 
 
 def histories(result: dict[str, Any], seed: int | None = None) -> dict[str, History]:

@@ -502,3 +502,16 @@ def test_retraining_the_experiment_that_stores_a_shared_run_loses_no_run_another
     assert runner.finished(path, twin2("smoke").config()) == {}
     again = runner.run("twin-2", "smoke", **kw)["runs"]
     assert [("shared_from" in r, len(r["history"])) for r in again] == [(False, 4), (False, 4)]   # trained anew
+
+
+def test_describe_names_every_commit_that_trained_the_files_own_runs():
+    head = {"dataset": "d", "date": "2026-11-30", "hardware": "CPU", "samlab": "0.1.0", "git_commit": "bbb",
+            "command": "python -m samlab.experiments run x"}
+    run = lambda commit, **kw: {"method": "SGD", "seed": 0, "git_commit": commit, **kw}  # noqa: E731
+    one = results.describe({**head, "runs": [run("bbb"), run("bbb")]})
+    assert one.splitlines() == ["d", "run of 2026-11-30 on CPU, samlab 0.1.0 (bbb)", "command: python -m samlab.experiments run x"]
+    # a run shared from another file (resolved by results.load) is that file's: its commit is not counted here
+    shared = results.describe({**head, "runs": [run("bbb"), run("zzz", shared_from={"experiment": "y", "method": "SGD"})]})
+    assert shared == one
+    mixed = results.describe({**head, "runs": [run("aaa"), run("bbb"), run("aaa")]}).splitlines()
+    assert mixed[2] == "its runs were trained at several commits: aaa (2 runs), bbb (1 run)" and mixed[3].startswith("command:")
