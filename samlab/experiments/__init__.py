@@ -4,7 +4,7 @@ An :class:`Experiment` is everything needed to reproduce one comparison of metho
 one noisy dataset (data, noise, model, method configurations, training settings, seeds);
 ``EXPERIMENTS`` maps each name to a function of the profile (``smoke``, ``cpu``, ``gpu``)
 that builds it. :mod:`samlab.runner` runs them and :mod:`samlab.results` reads and writes their
-result files. From a shell (this module's ``__main__`` is the runner's CLI)::
+result files. From a shell (``samlab/experiments/__main__.py`` is the command line)::
 
     python -m samlab.experiments list
     python -m samlab.experiments run memorisation --profile cpu
@@ -569,8 +569,3 @@ def _beyond_sam(profile: str, rate: float) -> Experiment:
 for _rate in (0.3, 0.5):
     EXPERIMENTS[f"beyond-sam-{round(100 * _rate)}"] = functools.partial(_beyond_sam, rate=_rate)
 
-
-if __name__ == "__main__":  # the CLI: samlab.cluster (submit, status) hands every other command to samlab.runner
-    from samlab.cluster import main
-
-    raise SystemExit(main())
