@@ -491,7 +491,8 @@ def _command(args: argparse.Namespace) -> int:
     for (label, seed), job in zip(out["runs"], out["jobs"]):
         try:
             r = job.result()
-            print(f"  {label} seed {seed}: done, test at val. epoch {r['test_at_val']:.3f}, last-5 mean {r['last5_test_acc']:.3f}")
+            at_val = "—" if r["test_at_val"] is None else f"{r['test_at_val']:.3f}"   # None without a validation split
+            print(f"  {label} seed {seed}: done, test at val. epoch {at_val}, last-5 mean {r['last5_test_acc']:.3f}")
         except Exception as err:  # noqa: BLE001 - report every job, then fail
             failed += 1
             print(f"  {label} seed {seed}: failed ({type(err).__name__}), log {job.paths.stderr}")

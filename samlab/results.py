@@ -92,17 +92,18 @@ def short(result: dict[str, Any]) -> str:
 def describe(result: dict[str, Any]) -> str:
     """What a notebook prints under a loaded result: its data, then date, hardware, samlab version and
     commit of the run that last wrote the file, then the command that makes it again (three lines). Where
-    the file's own runs (not those it shares with another file) were trained at more than one commit (a
-    sweep resumed or extended later), a line before the command names each commit and its number of runs,
-    in the order the runs are stored (every run records its own ``git_commit``)."""
+    the file's own runs (those not marked ``shared_from``, which another file's commit stamps) were trained
+    at another commit than that one, or at several (a sweep resumed or extended later), a line before the
+    command names each commit and its number of runs, in the order the runs are stored (every run records
+    its own ``git_commit``)."""
     commits = Counter(r["git_commit"] for r in result["runs"] if "shared_from" not in r and r.get("git_commit"))
     lines = [
         result["dataset"],
         f"run of {result['date']} on {result['hardware']}, samlab {result['samlab']} ({result['git_commit']})",
         f"command: {result['command']}",
     ]
-    if len(commits) > 1:
-        lines.insert(2, "its runs were trained at several commits: " + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in commits.items()))
+    if commits and set(commits) != {result["git_commit"]}:
+        lines.insert(2, "its runs were trained at: " + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in commits.items()))
     return "\n".join(lines)
 
 
@@ -144,6 +145,13 @@ def _last5(run: dict[str, Any]) -> float:
     return History(records=records).last_mean("test_acc")
 
 
+def _oracle(run: dict[str, Any]) -> float:
+    """A run's test-set maximum; for files written before it was recorded under that name, from the history."""
+    if run.get("oracle_test_acc") is not None:
+        return run["oracle_test_acc"]
+    return max(rec["test_acc"] for rec in run["history"] if rec.get("test_acc") is not None)
+
+
 def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method: mean and spread over seeds of its accuracies, cost vs SGD.
 
@@ -166,7 +174,7 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
         validation = all(r.get("test_at_val") is not None for r in runs)
         val_mean, val_half = _interval([r["test_at_val"] for r in runs]) if validation else (None, None)
         last5_mean, last5_half = _interval([_last5(r) for r in runs])
-        oracle_mean, oracle_half = _interval([r["oracle_test_acc"] for r in runs])
+        oracle_mean, oracle_half = _interval([_oracle(r) for r in runs])
         rows.append(
             {
                 "method": label,

@@ -371,11 +371,14 @@ def test_table_shows_intervals_oracle_and_marks_old_files(tmp_path, tiny):
     table = results.table_markdown([res])
     assert "oracle: max test acc" in table and "test acc at val. epoch" in table and "—†" not in table
     assert f"{100 * statistics.mean(sam):.1f} ± {100 * half:.1f}" in table
-    old = {**res, "runs": [{k: v for k, v in r.items() if k not in ("test_at_val", "last5_test_acc", "val_epoch", "val_acc")}
-                           for r in res["runs"]]}
+    # a file from before the validation split: no oracle_* either (its maximum was stored as best_test_acc)
+    dropped = ("test_at_val", "last5_test_acc", "val_epoch", "val_acc", "oracle_test_acc", "oracle_epoch")
+    old = {**res, "runs": [{k: v for k, v in r.items() if k not in dropped} for r in res["runs"]]}
     old_rows = {r["method"]: r for r in results.summarise(old)}
     assert not old_rows["SAM"]["validation"] and old_rows["SAM"]["val_mean"] is None
     assert old_rows["SAM"]["last5_mean"] == pytest.approx(rows["SAM"]["last5_mean"])  # recomputed from the history
+    assert old_rows["SAM"]["oracle_mean"] == pytest.approx(statistics.mean(max(h["test_acc"] for h in r["history"])
+                                                                           for r in res["runs"] if r["method"] == "SAM"))
     old_table = results.table_markdown([old])
     assert "—†" in old_table and old_table.endswith(results.OLD_FILE_NOTE)
 
@@ -514,4 +517,6 @@ def test_describe_names_every_commit_that_trained_the_files_own_runs():
     shared = results.describe({**head, "runs": [run("bbb"), run("zzz", shared_from={"experiment": "y", "method": "SGD"})]})
     assert shared == one
     mixed = results.describe({**head, "runs": [run("aaa"), run("bbb"), run("aaa")]}).splitlines()
-    assert mixed[2] == "its runs were trained at several commits: aaa (2 runs), bbb (1 run)" and mixed[3].startswith("command:")
+    assert mixed[2] == "its runs were trained at: aaa (2 runs), bbb (1 run)" and mixed[3].startswith("command:")
+    other = results.describe({**head, "runs": [run("aaa")]}).splitlines()   # the file last written at another commit
+    assert other[2] == "its runs were trained at: aaa (1 run)"
