@@ -103,7 +103,8 @@ def describe(result: dict[str, Any]) -> str:
         f"command: {result['command']}",
     ]
     if commits and set(commits) != {result["git_commit"]}:
-        lines.insert(2, "its runs were trained at: " + ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in commits.items()))
+        counts = ", ".join(f"{c} ({n} run{'s' * (n != 1)})" for c, n in commits.items())
+        lines.insert(2, f"its runs were trained at: {counts}")
     return "\n".join(lines)
 
 

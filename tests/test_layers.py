@@ -44,7 +44,8 @@ def _unit(name: str) -> str:
 
 
 def _imports(file: Path) -> set[str]:
-    """The samlab modules ``file`` imports (``from samlab import x`` names ``samlab.x``); a relative import is an error."""
+    """The samlab modules ``file`` imports (``from samlab import x`` names ``samlab.x``); a relative import
+    is an error."""
     out = set()
     for node in ast.walk(ast.parse(file.read_text())):
         if isinstance(node, ast.Import):
@@ -101,7 +102,8 @@ def test_each_row_names_what_it_imports():
         if "…" in column:   # abbreviated: what it names, it imports
             assert listed <= actual, (names, listed - actual)
         else:
-            assert listed == actual, (names, "listed, not imported:", listed - actual, "imported, not listed:", actual - listed)
+            assert listed == actual, (names, "listed, not imported:", listed - actual,
+                                      "imported, not listed:", actual - listed)
 
 
 def test_the_checks_see_what_they_must(tmp_path):

@@ -517,8 +517,8 @@ def tuning_rho_30(profile: str) -> Experiment:
     SAM ρ ∈ {0.02, 0.05, 0.1}, 1-SAM and per-example J-SAM ρ ∈ {0.005, 0.01, 0.02}, the
     regulariser γ_w = γ_a ∈ {1e-3, 1e-2} (which no notebook uses any more: notebook 05 chooses
     its regulariser in ``cheap-regularisers-30``) (:data:`TUNING`), and SGD at the learning rates
-    of :data:`LR_CHECK`: a check of the learning rate of notebooks 03 and 05-07, fixed by hand. Each run reports its noisy
-    validation accuracy at its validation-chosen epoch (``val_acc``);
+    of :data:`LR_CHECK`: a check of the learning rate of notebooks 03 and 05-07, fixed by hand. Each run
+    reports its noisy validation accuracy at its validation-chosen epoch (``val_acc``);
     :func:`samlab.results.select_on_validation` picks, per family, the value with the
     best mean over seeds; the test set plays no part in the choice. Five seeds (``cpu``,
     ``gpu``); the committed choice was made on the first three (:data:`CHOICE_SEEDS`), and
