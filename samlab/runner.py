@@ -260,15 +260,13 @@ def run(
         ref = _readable_reference(label, shared.get((label, seed)), path.parent)
         if ref is None and (label, seed) in shared:
             # the other file changed since this run started (trained again by another process): look again, else train
-            again = shared_finished(exp, profile, results_root).get((label, seed))
-            ref = _readable_reference(label, again, path.parent)
-            if ref is not None:
-                shared[(label, seed)] = again
+            ref = _readable_reference(label, shared_finished(exp, profile, results_root).get((label, seed)), path.parent)
         if ref is not None:
-            other, original = shared[(label, seed)]
             mine[(label, seed)] = ref
             if progress:
-                print(f"{name} {label} seed {seed}: the run of {other} ({original['method']}), not trained again", flush=True)
+                source = ref["shared_from"]   # the file and label that store the run
+                print(f"{name} {label} seed {seed}: the run of {source['experiment']} ({source['method']}), not trained again",
+                      flush=True)
             if save:
                 with results.locked(path):
                     results.write(path, merged())
